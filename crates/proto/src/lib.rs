@@ -1,0 +1,13 @@
+//! Sans-io codecs for the wire protocols greygate speaks.
+//!
+//! Every module here turns bytes into typed messages and typed answers back
+//! into bytes. Nothing in this crate touches a socket, reads the clock or
+//! spawns a task: the front ends in the `greygate` binary own all I/O and
+//! feed the bytes they read into these decoders. That keeps each codec
+//! deterministic, testable with exact byte transcripts, and fuzzable.
+//!
+//! - [`policy`]: the Postfix SMTP access policy delegation protocol
+//!   (`check_policy_service`), request decoder and reply encoder.
+#![forbid(unsafe_code)]
+
+pub mod policy;

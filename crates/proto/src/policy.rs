@@ -1,0 +1,330 @@
+//! Postfix SMTP access policy delegation (`check_policy_service`).
+//!
+//! A request is a block of `name=value` lines, each ended by LF, and the
+//! block is ended by an empty line. The reply is one `action=...` line and an
+//! empty line, LF only: Postfix does not strip CR, so a CRLF reply would be
+//! read as an attribute named `\r` and the request would time out
+//! (PROTOCOLS.md §1.1). CR on *input* is tolerated, as postgrey does.
+//!
+//! This module owns framing, limits and attribute extraction. It does not
+//! decide anything and does not know which attributes a front end needs
+//! beyond the ones Postfix documents; unknown attributes are skipped.
+
+use bytes::{Buf, BytesMut};
+use memchr::memchr;
+use std::fmt;
+
+/// Bounds that keep a hostile or broken client from growing our buffers.
+///
+/// Postfix itself no longer enforces a line limit on policy requests, so the
+/// server must. A real request is about 750 bytes and 30 attributes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest accepted line, in bytes, including the LF. Default 8192
+    /// (Postfix's historic 4 × `line_length_limit`).
+    pub max_line: usize,
+    /// Largest accepted request, in bytes, including the final empty line.
+    /// Default 65536.
+    pub max_request: usize,
+    /// Most attribute lines in one request. Default 256.
+    pub max_attributes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_line: 8192,
+            max_request: 64 * 1024,
+            max_attributes: 256,
+        }
+    }
+}
+
+/// Why a request could not be decoded. Every variant means the client is not
+/// speaking the protocol: the server logs it and closes without replying.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("line longer than {limit} bytes")]
+    LineTooLong { limit: usize },
+    #[error("request larger than {limit} bytes")]
+    RequestTooLarge { limit: usize },
+    #[error("more than {limit} attributes in one request")]
+    TooManyAttributes { limit: usize },
+    #[error("line {line} has no '=' separator")]
+    MissingSeparator { line: usize },
+    #[error("line {line} has an empty attribute name")]
+    EmptyName { line: usize },
+    #[error("line {line} contains a NUL byte")]
+    NulByte { line: usize },
+}
+
+/// One policy request, as Postfix sent it.
+///
+/// `None` means the attribute was absent; `Some("")` means it was sent
+/// empty (for `sender` that is the null sender `<>`). Values are decoded as
+/// UTF-8, with invalid bytes replaced, because Postfix passes client-supplied
+/// text (HELO names) through unchanged.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub request: Option<String>,
+    pub protocol_state: Option<String>,
+    pub protocol_name: Option<String>,
+    pub client_address: Option<String>,
+    pub client_name: Option<String>,
+    pub reverse_client_name: Option<String>,
+    pub client_port: Option<String>,
+    pub server_address: Option<String>,
+    pub server_port: Option<String>,
+    pub helo_name: Option<String>,
+    pub sender: Option<String>,
+    pub recipient: Option<String>,
+    pub recipient_count: Option<String>,
+    pub queue_id: Option<String>,
+    pub instance: Option<String>,
+    pub size: Option<String>,
+    pub sasl_method: Option<String>,
+    pub sasl_username: Option<String>,
+    pub sasl_sender: Option<String>,
+    pub encryption_protocol: Option<String>,
+    pub policy_context: Option<String>,
+    /// Number of attribute lines in the request, known or not.
+    pub attribute_count: usize,
+}
+
+impl Request {
+    /// True when `request=smtpd_access_policy`, the only request type
+    /// Postfix sends. Anything else is not ours to answer.
+    pub fn is_access_policy(&self) -> bool {
+        self.request.as_deref() == Some("smtpd_access_policy")
+    }
+
+    fn set(&mut self, name: &[u8], value: String) {
+        let slot = match name {
+            b"request" => &mut self.request,
+            b"protocol_state" => &mut self.protocol_state,
+            b"protocol_name" => &mut self.protocol_name,
+            b"client_address" => &mut self.client_address,
+            b"client_name" => &mut self.client_name,
+            b"reverse_client_name" => &mut self.reverse_client_name,
+            b"client_port" => &mut self.client_port,
+            b"server_address" => &mut self.server_address,
+            b"server_port" => &mut self.server_port,
+            b"helo_name" => &mut self.helo_name,
+            b"sender" => &mut self.sender,
+            b"recipient" => &mut self.recipient,
+            b"recipient_count" => &mut self.recipient_count,
+            b"queue_id" => &mut self.queue_id,
+            b"instance" => &mut self.instance,
+            b"size" => &mut self.size,
+            b"sasl_method" => &mut self.sasl_method,
+            b"sasl_username" => &mut self.sasl_username,
+            b"sasl_sender" => &mut self.sasl_sender,
+            b"encryption_protocol" => &mut self.encryption_protocol,
+            b"policy_context" => &mut self.policy_context,
+            _ => return,
+        };
+        // A repeated attribute keeps its last value (allowed by the spec).
+        *slot = Some(value);
+    }
+}
+
+/// Incremental request decoder.
+///
+/// Feed it the connection's read buffer; it removes one complete request at
+/// a time and leaves any following bytes (a pipelined next request) in place.
+/// It remembers how far it has already scanned, so a request that arrives in
+/// many small reads is scanned once, not once per read.
+#[derive(Debug)]
+pub struct Decoder {
+    limits: Limits,
+    /// Bytes at the start of the buffer already checked to be complete lines.
+    scanned: usize,
+    /// Attribute lines among those bytes.
+    attributes: usize,
+}
+
+impl Decoder {
+    pub fn new(limits: Limits) -> Self {
+        Decoder {
+            limits,
+            scanned: 0,
+            attributes: 0,
+        }
+    }
+
+    /// Try to take one request from the front of `buf`.
+    ///
+    /// Returns `Ok(None)` when more bytes are needed. After an error the
+    /// connection must be dropped: the decoder does not resynchronise.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Request>, DecodeError> {
+        loop {
+            let rest = &buf[self.scanned..];
+            let Some(lf) = memchr(b'\n', rest) else {
+                if rest.len() >= self.limits.max_line {
+                    return Err(DecodeError::LineTooLong {
+                        limit: self.limits.max_line,
+                    });
+                }
+                if self.scanned + rest.len() >= self.limits.max_request {
+                    return Err(DecodeError::RequestTooLarge {
+                        limit: self.limits.max_request,
+                    });
+                }
+                return Ok(None);
+            };
+            let line_len = lf + 1;
+            if line_len > self.limits.max_line {
+                return Err(DecodeError::LineTooLong {
+                    limit: self.limits.max_line,
+                });
+            }
+            let end = self.scanned + line_len;
+            if end > self.limits.max_request {
+                return Err(DecodeError::RequestTooLarge {
+                    limit: self.limits.max_request,
+                });
+            }
+            let is_blank = lf == 0 || (lf == 1 && rest[0] == b'\r');
+            if is_blank {
+                let block = buf.split_to(end);
+                let body_len = self.scanned;
+                self.scanned = 0;
+                self.attributes = 0;
+                return parse_block(&block[..body_len]).map(Some);
+            }
+            self.attributes += 1;
+            if self.attributes > self.limits.max_attributes {
+                return Err(DecodeError::TooManyAttributes {
+                    limit: self.limits.max_attributes,
+                });
+            }
+            self.scanned = end;
+        }
+    }
+
+    /// Drop any partial request state, e.g. before reusing the decoder.
+    pub fn reset(&mut self, buf: &mut BytesMut) {
+        buf.advance(buf.len());
+        self.scanned = 0;
+        self.attributes = 0;
+    }
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Decoder::new(Limits::default())
+    }
+}
+
+/// Parse the attribute lines of one complete request (without the blank line).
+fn parse_block(block: &[u8]) -> Result<Request, DecodeError> {
+    let mut request = Request::default();
+    for (index, raw) in block.split(|&b| b == b'\n').enumerate() {
+        let line_no = index + 1;
+        if raw.is_empty() {
+            // Only the split remainder after the final LF can be empty here.
+            continue;
+        }
+        let line = raw.strip_suffix(b"\r").unwrap_or(raw);
+        if memchr(0, line).is_some() {
+            return Err(DecodeError::NulByte { line: line_no });
+        }
+        let Some(eq) = memchr(b'=', line) else {
+            return Err(DecodeError::MissingSeparator { line: line_no });
+        };
+        if eq == 0 {
+            return Err(DecodeError::EmptyName { line: line_no });
+        }
+        let value = String::from_utf8_lossy(&line[eq + 1..]).into_owned();
+        request.set(&line[..eq], value);
+        request.attribute_count += 1;
+    }
+    Ok(request)
+}
+
+/// A policy reply: the right-hand side of `action=` (access(5) syntax).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Neutral: let the next restriction decide. Greylisters answer this on
+    /// "pass" so later checks still run.
+    Dunno,
+    /// Permit and stop the restriction list.
+    Ok,
+    /// Temporary failure, only if the final result would have been permit.
+    DeferIfPermit(String),
+    /// Temporary failure (450 by default in Postfix).
+    Defer(String),
+    /// Permanent rejection with Postfix's default code.
+    Reject(String),
+    /// An exact SMTP reply: `code` is 4xx or 5xx, `text` may begin with an
+    /// enhanced status code.
+    Reply { code: u16, text: String },
+    /// Add a header to the message and continue (`DUNNO` semantics).
+    Prepend(String),
+}
+
+impl Action {
+    /// Append the complete reply (`action=...\n\n`) to `dst`.
+    ///
+    /// Text is sanitised: CR, LF and NUL would break the framing or be read
+    /// as a separate attribute, so each becomes a space.
+    pub fn encode(&self, dst: &mut Vec<u8>) {
+        dst.extend_from_slice(b"action=");
+        let start = dst.len();
+        // Writing to a Vec cannot fail.
+        let _ = fmt::Write::write_fmt(&mut VecWriter(dst), format_args!("{self}"));
+        for b in &mut dst[start..] {
+            if matches!(*b, b'\r' | b'\n' | 0) {
+                *b = b' ';
+            }
+        }
+        dst.extend_from_slice(b"\n\n");
+    }
+
+    /// The first word of the action, upper-case, as Postfix logs it.
+    pub fn keyword(&self) -> &'static str {
+        match self {
+            Action::Dunno => "DUNNO",
+            Action::Ok => "OK",
+            Action::DeferIfPermit(_) => "DEFER_IF_PERMIT",
+            Action::Defer(_) => "DEFER",
+            Action::Reject(_) => "REJECT",
+            Action::Reply { code, .. } if *code >= 500 => "REJECT",
+            Action::Reply { .. } => "DEFER",
+            Action::Prepend(_) => "PREPEND",
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fn with_text(f: &mut fmt::Formatter<'_>, word: &str, text: &str) -> fmt::Result {
+            if text.is_empty() {
+                f.write_str(word)
+            } else {
+                write!(f, "{word} {text}")
+            }
+        }
+        match self {
+            Action::Dunno => f.write_str("DUNNO"),
+            Action::Ok => f.write_str("OK"),
+            Action::DeferIfPermit(t) => with_text(f, "DEFER_IF_PERMIT", t),
+            Action::Defer(t) => with_text(f, "DEFER", t),
+            Action::Reject(t) => with_text(f, "REJECT", t),
+            Action::Reply { code, text } => with_text(f, &code.to_string(), text),
+            Action::Prepend(h) => with_text(f, "PREPEND", h),
+        }
+    }
+}
+
+struct VecWriter<'a>(&'a mut Vec<u8>);
+
+impl fmt::Write for VecWriter<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
