@@ -1,0 +1,178 @@
+//! Client addresses: the network part of the greylisting key, and fast
+//! membership tests for CIDR lists.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+/// How a client address becomes the client part of the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NetworkKeying {
+    /// IPv4 prefix length, 0..=32 (24 by default; 32 is exact-IP mode).
+    pub ipv4_prefix: u8,
+    /// IPv6 prefix length, 0..=128 (64 by default; 128 is exact-IP mode).
+    pub ipv6_prefix: u8,
+}
+
+impl Default for NetworkKeying {
+    fn default() -> Self {
+        NetworkKeying {
+            ipv4_prefix: 24,
+            ipv6_prefix: 64,
+        }
+    }
+}
+
+impl NetworkKeying {
+    pub const EXACT: NetworkKeying = NetworkKeying {
+        ipv4_prefix: 32,
+        ipv6_prefix: 128,
+    };
+
+    /// `192.0.2.0/24`, `2001:db8:1:2::/64`, or the bare address when the
+    /// prefix covers all of it. IPv4-mapped IPv6 addresses count as IPv4.
+    pub fn key(&self, ip: IpAddr) -> String {
+        let ip = ip.to_canonical();
+        let prefix = match ip {
+            IpAddr::V4(_) => self.ipv4_prefix,
+            IpAddr::V6(_) => self.ipv6_prefix,
+        };
+        match IpNet::new(ip, prefix) {
+            Ok(net) if net.prefix_len() < net.max_prefix_len() => net.trunc().to_string(),
+            _ => ip.to_string(),
+        }
+    }
+}
+
+/// A set of networks, each carrying a value (where the entry came from).
+///
+/// Lookup is one hash probe per distinct prefix length in the set, so it
+/// stays cheap with thousands of entries.
+#[derive(Debug, Clone)]
+pub struct NetSet<T> {
+    /// (prefix length, networks of that length), longest prefix first.
+    by_len: Vec<(u8, bool, HashMap<IpNet, T>)>,
+}
+
+impl<T> Default for NetSet<T> {
+    fn default() -> Self {
+        NetSet { by_len: Vec::new() }
+    }
+}
+
+impl<T> NetSet<T> {
+    /// Add a network; a repeated network keeps its first value.
+    pub fn insert(&mut self, net: IpNet, value: T) {
+        let net = canonical_net(net).trunc();
+        let v4 = matches!(net, IpNet::V4(_));
+        let len = net.prefix_len();
+        let slot = match self
+            .by_len
+            .iter()
+            .position(|(l, is_v4, _)| *l == len && *is_v4 == v4)
+        {
+            Some(i) => i,
+            None => {
+                self.by_len.push((len, v4, HashMap::new()));
+                self.by_len.sort_by(|a, b| b.0.cmp(&a.0));
+                self.by_len
+                    .iter()
+                    .position(|(l, is_v4, _)| *l == len && *is_v4 == v4)
+                    .expect("just added")
+            }
+        };
+        self.by_len[slot].2.entry(net).or_insert(value);
+    }
+
+    /// The most specific network containing `ip`, with its value.
+    pub fn lookup(&self, ip: IpAddr) -> Option<(IpNet, &T)> {
+        let ip = ip.to_canonical();
+        let v4 = ip.is_ipv4();
+        self.by_len
+            .iter()
+            .filter(|(_, is_v4, _)| *is_v4 == v4)
+            .find_map(|(len, _, nets)| {
+                let net = IpNet::new(ip, *len).ok()?.trunc();
+                nets.get(&net).map(|v| (net, v))
+            })
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_len.iter().map(|(_, _, m)| m.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// An IPv4-mapped IPv6 network (`::ffff:192.0.2.0/120`) as IPv4.
+fn canonical_net(net: IpNet) -> IpNet {
+    match net {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.addr().to_ipv4_mapped() {
+            Some(v4) => IpNet::new(IpAddr::V4(v4), v6.prefix_len() - 96).unwrap_or(net),
+            None => net,
+        },
+        _ => net,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys() {
+        let k = NetworkKeying::default();
+        let cases = [
+            ("192.0.2.10", k, "192.0.2.0/24"),
+            ("::ffff:192.0.2.10", k, "192.0.2.0/24"),
+            ("2001:db8:1:2:3:4:5:6", k, "2001:db8:1:2::/64"),
+            ("192.0.2.10", NetworkKeying::EXACT, "192.0.2.10"),
+            ("2001:db8::1", NetworkKeying::EXACT, "2001:db8::1"),
+            (
+                "198.51.100.77",
+                NetworkKeying {
+                    ipv4_prefix: 19,
+                    ipv6_prefix: 48,
+                },
+                "198.51.96.0/19",
+            ),
+        ];
+        for (ip, keying, want) in cases {
+            assert_eq!(keying.key(ip.parse().unwrap()), want, "{ip}");
+        }
+    }
+
+    #[test]
+    fn netset_finds_the_most_specific_network() {
+        let mut set = NetSet::default();
+        set.insert("10.0.0.0/8".parse().unwrap(), "wide");
+        set.insert("10.1.2.0/24".parse().unwrap(), "narrow");
+        set.insert("10.1.2.3/32".parse().unwrap(), "host");
+        set.insert("2001:db8::/32".parse().unwrap(), "v6");
+        set.insert("::ffff:203.0.113.0/120".parse().unwrap(), "mapped");
+        let find = |ip: &str| {
+            set.lookup(ip.parse().unwrap())
+                .map(|(n, v)| (n.to_string(), *v))
+        };
+        assert_eq!(find("10.1.2.3"), Some(("10.1.2.3/32".into(), "host")));
+        assert_eq!(find("10.1.2.4"), Some(("10.1.2.0/24".into(), "narrow")));
+        assert_eq!(find("10.9.9.9"), Some(("10.0.0.0/8".into(), "wide")));
+        assert_eq!(find("11.0.0.1"), None);
+        assert_eq!(
+            find("2001:db8:ffff::1"),
+            Some(("2001:db8::/32".into(), "v6"))
+        );
+        assert_eq!(
+            find("203.0.113.9"),
+            Some(("203.0.113.0/24".into(), "mapped"))
+        );
+        assert_eq!(
+            find("::ffff:10.1.2.3"),
+            Some(("10.1.2.3/32".into(), "host"))
+        );
+        assert_eq!(set.len(), 5);
+    }
+}
