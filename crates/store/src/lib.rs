@@ -28,8 +28,9 @@ mod filter;
 pub mod memory;
 pub mod model;
 pub mod sqlite;
+pub mod timeout;
 
-pub use filter::{ClientFilter, EntryFilter, Glob};
+pub use filter::{ClientFilter, ClientMatch, EntryFilter, Glob};
 pub use model::{ClientRecord, Entry, EntryState, Outcome};
 
 /// Seconds since the Unix epoch. Greylisting works in whole seconds, like

@@ -1,0 +1,66 @@
+//! greygate: a greylisting mail gateway.
+//!
+//! One binary: `serve` runs the server; the other subcommands validate the
+//! config, explain decisions and administer the store. Errors are turned
+//! into a message and an exit status here, and nowhere below.
+#![forbid(unsafe_code)]
+
+mod admin;
+mod cli;
+mod config;
+mod logging;
+mod serve;
+mod store;
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+use crate::config::Config;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("greygate: {error:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    // Parse the file first so logging follows its [log] section, then
+    // validate (validation may log warnings about list files).
+    let raw = Config::read_raw(cli.config.as_deref())?;
+    let serving = matches!(cli.command, Command::Serve);
+    // Admin commands print their results; only warnings go to the log.
+    let level = if serving {
+        raw.log.level.clone()
+    } else {
+        "warn".to_owned()
+    };
+    let _log = logging::init(&level, std::env::var("RUST_LOG").ok(), raw.log.format)?;
+
+    let config = Config::from_raw(raw, cli.config.clone())?;
+    config.policy()?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("greygate")
+        .build()
+        .context("cannot start the async runtime")?;
+    match cli.command {
+        Command::Serve => runtime
+            .block_on(serve::run(config))
+            .map(|()| ExitCode::SUCCESS),
+        Command::CheckConfig => {
+            print!("{}", config.to_toml());
+            eprintln!("greygate: configuration OK");
+            Ok(ExitCode::SUCCESS)
+        }
+        command => runtime.block_on(admin::run(command, &config)),
+    }
+}

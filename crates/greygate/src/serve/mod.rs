@@ -1,0 +1,202 @@
+//! `greygate serve`: start-up, run, reload, shutdown.
+//!
+//! Start-up order: config (already validated) → bind every socket → open
+//! the store → build the engine → start background work → log "ready" →
+//! accept. A failure at any step exits before a single request is taken.
+//!
+//! SIGHUP re-reads the config file and list files and swaps the policy in
+//! place; connections are not dropped. SIGTERM/SIGINT stop accepting,
+//! let every connection finish the request it is in (bounded by
+//! [`DRAIN_TIMEOUT`]), flush counters, close the store and exit.
+
+mod decision_log;
+mod listen;
+mod maintenance;
+pub mod policy;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use arc_swap::ArcSwap;
+use greygate_engine::Engine;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use self::listen::Listener;
+use self::policy::PolicyContext;
+use crate::config::Config;
+
+/// Longest wait for open connections at shutdown.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Seconds since the Unix epoch: the only clock the decision path uses.
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+pub async fn run(config: Config) -> Result<()> {
+    let mut listeners = Vec::new();
+    for addr in &config.policy.listen {
+        listeners.push(Listener::bind(addr, config.policy.socket_mode).await?);
+    }
+    if listeners.is_empty() {
+        anyhow::bail!("nothing to serve: policy.listen is empty");
+    }
+
+    let store = crate::store::open(&config.store)?;
+    let engine = Arc::new(
+        Engine::new(store.clone(), config.policy()?, Vec::new())
+            .context("cannot build the lists")?,
+    );
+    if let Err(error) = engine.refresh_lists().await {
+        tracing::warn!(%error, "cannot load lists from the store; will keep trying");
+    }
+
+    let shutdown = CancellationToken::new();
+    let background = TaskTracker::new();
+    let connections = TaskTracker::new();
+    maintenance::spawn(&background, engine.clone(), &config.store, shutdown.clone());
+
+    let ctx = Arc::new(PolicyContext {
+        engine: engine.clone(),
+        config: ArcSwap::from_pointee(config.policy.clone()),
+    });
+    let limit = Arc::new(Semaphore::new(config.policy.max_connections));
+    let bound: Vec<String> = listeners.iter().map(Listener::local).collect();
+    for listener in listeners {
+        background.spawn(accept_loop(
+            listener,
+            ctx.clone(),
+            connections.clone(),
+            limit.clone(),
+            shutdown.clone(),
+        ));
+    }
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        listen = ?bound,
+        store = store.backend(),
+        path = %config.store.path.display(),
+        lists = ?engine.list_counts(),
+        "greygate ready"
+    );
+
+    let mut current = config;
+    let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => reload(&mut current, &engine, &ctx),
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+
+    tracing::info!("shutting down: no new connections, finishing open requests");
+    shutdown.cancel();
+    connections.close();
+    if tokio::time::timeout(DRAIN_TIMEOUT, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = connections.len(),
+            "connections still open after the drain timeout; closing them"
+        );
+    }
+    background.close();
+    background.wait().await;
+    if let Err(error) = store.close().await {
+        tracing::warn!(%error, "closing the store failed");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// SIGHUP: re-read the config and list files; keep the old ones on error.
+fn reload(current: &mut Config, engine: &Engine, ctx: &PolicyContext) {
+    let Some(file) = current.file.clone() else {
+        tracing::info!("SIGHUP: running on the built-in default config; nothing to reload");
+        return;
+    };
+    let next = match Config::load(Some(&file)).and_then(|c| Ok((c.policy()?, c))) {
+        Ok(next) => next,
+        Err(error) => {
+            tracing::error!(
+                error = format!("{error:#}"),
+                "SIGHUP: config not reloaded; keeping the running one"
+            );
+            return;
+        }
+    };
+    let (policy, config) = next;
+    if let Err(error) = engine.set_policy(policy) {
+        tracing::error!(%error, "SIGHUP: lists not reloaded; keeping the running config");
+        return;
+    }
+    for (what, changed) in [
+        ("store", config.raw.store != current.raw.store),
+        (
+            "policy.listen",
+            config.raw.policy.listen != current.raw.policy.listen,
+        ),
+        ("log", config.raw.log != current.raw.log),
+    ] {
+        if changed {
+            tracing::warn!(
+                section = what,
+                "SIGHUP: this change takes effect only after a restart"
+            );
+        }
+    }
+    ctx.config.store(Arc::new(config.policy.clone()));
+    *current = config;
+    tracing::info!(lists = ?engine.list_counts(), "SIGHUP: config and lists reloaded");
+}
+
+async fn accept_loop(
+    listener: Listener,
+    ctx: Arc<PolicyContext>,
+    connections: TaskTracker,
+    limit: Arc<Semaphore>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => return,
+            r = listener.accept() => r,
+        };
+        match accepted {
+            Ok(conn) => match limit.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
+                    connections.spawn(async move {
+                        policy::serve(conn.stream, conn.peer, ctx, shutdown).await;
+                        drop(permit);
+                    });
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        frontend = "policy",
+                        peer = %conn.peer,
+                        max = ctx.config.load().max_connections,
+                        "too many connections; closing this one"
+                    );
+                }
+            },
+            Err(error) => {
+                // Out of file descriptors and the like: back off briefly
+                // instead of spinning.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}

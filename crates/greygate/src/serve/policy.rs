@@ -1,0 +1,183 @@
+//! The Postfix policy front end: one task per connection.
+//!
+//! Postfix keeps a connection open per smtpd process and sends one request
+//! at a time; pipelined requests are still answered in order. A malformed
+//! request is logged and the connection closed **without a reply**, which
+//! is what Postfix expects (it reconnects and retries, then applies its
+//! default action). Unsolicited bytes would make Postfix drop the
+//! connection, so nothing is ever written except replies.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use bytes::BytesMut;
+use greygate_engine::{Action, Engine, Facts, Stage, Verdict};
+use greygate_proto::policy::{self, Decoder, Request};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+use super::decision_log;
+use super::listen::Stream;
+use crate::config::{DeferAction, PolicyConfig};
+
+/// What every policy connection shares.
+pub struct PolicyContext {
+    pub engine: Arc<Engine>,
+    /// Swapped on SIGHUP; each request reads the current one.
+    pub config: ArcSwap<PolicyConfig>,
+}
+
+/// Serve one connection until the client closes it, it idles out, it
+/// sends garbage, or the server shuts down between requests.
+pub async fn serve(
+    mut stream: Box<dyn Stream>,
+    peer: String,
+    ctx: Arc<PolicyContext>,
+    shutdown: CancellationToken,
+) {
+    let mut buf = BytesMut::with_capacity(4096);
+    let mut decoder = Decoder::new(ctx.config.load().limits);
+    let mut out = Vec::with_capacity(512);
+    // postgrey's rule: one X-Greylist header per message (instance).
+    let mut prepended_instance: Option<String> = None;
+    loop {
+        loop {
+            match decoder.decode(&mut buf) {
+                Ok(Some(request)) if request.is_access_policy() => {
+                    let action = answer(&ctx, &peer, &request, &mut prepended_instance).await;
+                    action.encode(&mut out);
+                }
+                Ok(Some(request)) => {
+                    tracing::warn!(frontend = "policy", %peer, request = ?request.request, "not an smtpd_access_policy request; closing without reply");
+                    let _ = stream.write_all(&out).await;
+                    return;
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    tracing::warn!(frontend = "policy", %peer, %error, "malformed policy request; closing without reply");
+                    let _ = stream.write_all(&out).await;
+                    return;
+                }
+            }
+        }
+        if !out.is_empty() {
+            if let Err(error) = stream.write_all(&out).await {
+                tracing::debug!(frontend = "policy", %peer, %error, "write failed");
+                return;
+            }
+            out.clear();
+        }
+        let read = tokio::select! {
+            // Between requests, a shutdown closes the connection; Postfix
+            // reconnects to whichever server is up.
+            () = shutdown.cancelled(), if buf.is_empty() => return,
+            r = tokio::time::timeout(ctx.config.load().idle_timeout, stream.read_buf(&mut buf)) => r,
+        };
+        match read {
+            Err(_) => {
+                tracing::debug!(frontend = "policy", %peer, "idle timeout");
+                return;
+            }
+            Ok(Ok(0)) => {
+                if !buf.is_empty() {
+                    tracing::warn!(frontend = "policy", %peer, bytes = buf.len(), "connection closed inside a request");
+                }
+                return;
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => {
+                tracing::debug!(frontend = "policy", %peer, %error, "read failed");
+                return;
+            }
+        }
+    }
+}
+
+/// Decide on one request and turn the verdict into a policy action.
+async fn answer(
+    ctx: &PolicyContext,
+    peer: &str,
+    req: &Request,
+    prepended: &mut Option<String>,
+) -> policy::Action {
+    let Some(ip) = req
+        .client_address
+        .as_deref()
+        .and_then(|a| a.parse::<IpAddr>().ok())
+    else {
+        tracing::warn!(frontend = "policy", %peer, client_address = ?req.client_address, "request without a usable client_address; answering DUNNO");
+        return policy::Action::Dunno;
+    };
+    let facts = facts(req, ip);
+    let verdict = ctx.engine.decide(&facts, super::unix_now()).await;
+    let action = encode(
+        &verdict,
+        ctx.config.load().defer_action,
+        req.instance.as_deref(),
+        prepended,
+    );
+    decision_log::policy(peer, &facts, req, &verdict, &action);
+    action
+}
+
+/// Postfix attributes → engine facts.
+pub fn facts(req: &Request, ip: IpAddr) -> Facts {
+    let known = |v: &Option<String>| {
+        v.as_deref()
+            .filter(|s| !s.is_empty() && *s != "unknown")
+            .map(str::to_owned)
+    };
+    Facts {
+        stage: req
+            .protocol_state
+            .as_deref()
+            .map_or(Stage::Other, Stage::from_postfix),
+        client_ip: ip,
+        client_name: known(&req.client_name),
+        reverse_name: known(&req.reverse_client_name),
+        helo: req.helo_name.clone().filter(|h| !h.is_empty()),
+        sender: req.sender.clone(),
+        recipient: req.recipient.clone().filter(|r| !r.is_empty()),
+        authenticated: req.sasl_username.clone().filter(|u| !u.is_empty()),
+        tls: req
+            .encryption_protocol
+            .as_deref()
+            .is_some_and(|p| !p.is_empty()),
+    }
+}
+
+/// Verdict → policy action. A header is prepended once per message
+/// (`instance`); Postfix takes one action per reply, so only the first
+/// header can be sent.
+pub fn encode(
+    verdict: &Verdict,
+    defer: DeferAction,
+    instance: Option<&str>,
+    prepended: &mut Option<String>,
+) -> policy::Action {
+    match &verdict.action {
+        Action::Accept => {
+            let Some(header) = verdict.headers.first() else {
+                return policy::Action::Dunno;
+            };
+            if instance.is_some() && prepended.as_deref() == instance {
+                return policy::Action::Dunno;
+            }
+            *prepended = instance.map(str::to_owned);
+            policy::Action::Prepend(header.clone())
+        }
+        Action::Defer(reply) => match defer {
+            DeferAction::DeferIfPermit => policy::Action::DeferIfPermit(reply.status_and_text()),
+            DeferAction::Defer => policy::Action::Defer(reply.status_and_text()),
+            DeferAction::Reply => policy::Action::Reply {
+                code: reply.code,
+                text: reply.status_and_text(),
+            },
+        },
+        Action::Reject(reply) => policy::Action::Reply {
+            code: reply.code,
+            text: reply.status_and_text(),
+        },
+    }
+}
