@@ -21,21 +21,12 @@ pub struct Glob {
 
 impl Glob {
     pub fn new(pattern: &str) -> Glob {
-        Glob {
-            segments: pattern
-                .to_lowercase()
-                .split('*')
-                .map(str::to_owned)
-                .collect(),
-        }
+        Glob { segments: pattern.to_lowercase().split('*').map(str::to_owned).collect() }
     }
 
     pub fn matches(&self, value: &str) -> bool {
         let value = value.to_lowercase();
-        let (first, rest) = self
-            .segments
-            .split_first()
-            .expect("split yields one segment at least");
+        let (first, rest) = self.segments.split_first().expect("split yields one segment at least");
         let Some((last, middle)) = rest.split_last() else {
             return value == *first;
         };
@@ -104,17 +95,9 @@ pub struct EntryFilter {
 
 impl EntryFilter {
     pub fn matches(&self, e: &Entry) -> bool {
-        self.client
-            .as_ref()
-            .is_none_or(|c| c.matches(&e.key.client))
-            && self
-                .sender
-                .as_ref()
-                .is_none_or(|g| g.matches(&e.key.sender))
-            && self
-                .recipient
-                .as_ref()
-                .is_none_or(|g| g.matches(&e.key.recipient))
+        self.client.as_ref().is_none_or(|c| c.matches(&e.key.client))
+            && self.sender.as_ref().is_none_or(|g| g.matches(&e.key.sender))
+            && self.recipient.as_ref().is_none_or(|g| g.matches(&e.key.recipient))
             && self.state.is_none_or(|s| s == e.state())
     }
 
@@ -162,11 +145,7 @@ mod tests {
             ("ab*ba", "aba", false),
         ];
         for (pattern, value, want) in cases {
-            assert_eq!(
-                Glob::new(pattern).matches(value),
-                want,
-                "{pattern} ~ {value}"
-            );
+            assert_eq!(Glob::new(pattern).matches(value), want, "{pattern} ~ {value}");
         }
     }
 
@@ -179,10 +158,7 @@ mod tests {
         assert!(!net.matches("spf:example.com"));
         let ip = ClientMatch::parse("2001:db8::1");
         assert!(ip.matches("2001:db8::1"));
-        assert!(
-            !ip.matches("2001:db8::/64"),
-            "a host filter does not match its whole network"
-        );
+        assert!(!ip.matches("2001:db8::/64"), "a host filter does not match its whole network");
         let exact = ClientMatch::parse("spf:example.com");
         assert!(exact.matches("spf:example.com"));
     }

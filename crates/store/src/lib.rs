@@ -140,11 +140,7 @@ impl ListKind {
 }
 
 impl ListTarget {
-    pub const ALL: [ListTarget; 3] = [
-        ListTarget::Client,
-        ListTarget::Sender,
-        ListTarget::Recipient,
-    ];
+    pub const ALL: [ListTarget; 3] = [ListTarget::Client, ListTarget::Sender, ListTarget::Recipient];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -240,32 +236,20 @@ pub trait Store: Send + Sync + 'static {
     async fn peek(&self, req: &DecideRequest) -> Result<Decision, StoreError>;
 
     /// Triplet entries matching `filter`, at most `limit`, ordered by key.
-    async fn entries(
-        &self,
-        filter: &EntryFilter,
-        limit: Option<usize>,
-    ) -> Result<Vec<Entry>, StoreError>;
+    async fn entries(&self, filter: &EntryFilter, limit: Option<usize>) -> Result<Vec<Entry>, StoreError>;
 
     /// Delete matching triplet entries; returns how many were deleted.
     async fn delete_entries(&self, filter: &EntryFilter) -> Result<u64, StoreError>;
 
     /// Client (auto-whitelist) records matching `filter`, ordered by client.
-    async fn clients(
-        &self,
-        filter: &ClientFilter,
-        limit: Option<usize>,
-    ) -> Result<Vec<ClientRecord>, StoreError>;
+    async fn clients(&self, filter: &ClientFilter, limit: Option<usize>) -> Result<Vec<ClientRecord>, StoreError>;
 
     /// Delete matching client records; returns how many were deleted.
     async fn delete_clients(&self, filter: &ClientFilter) -> Result<u64, StoreError>;
 
     /// Write entries and client records as given (state copy and import).
     /// Existing records with the same key are replaced.
-    async fn put_records(
-        &self,
-        entries: &[Entry],
-        clients: &[ClientRecord],
-    ) -> Result<(), StoreError>;
+    async fn put_records(&self, entries: &[Entry], clients: &[ClientRecord]) -> Result<(), StoreError>;
 
     /// All run-time list entries, ordered by kind, target, value.
     async fn list_entries(&self) -> Result<Vec<ListEntry>, StoreError>;
@@ -274,12 +258,7 @@ pub trait Store: Send + Sync + 'static {
     async fn add_list_entry(&self, entry: &ListEntry) -> Result<bool, StoreError>;
 
     /// Remove a list entry; `false` if there was none.
-    async fn remove_list_entry(
-        &self,
-        kind: ListKind,
-        target: ListTarget,
-        value: &str,
-    ) -> Result<bool, StoreError>;
+    async fn remove_list_entry(&self, kind: ListKind, target: ListTarget, value: &str) -> Result<bool, StoreError>;
 
     /// A number that changes whenever the lists change, so a running server
     /// can notice edits made by the CLI (or by another gateway).
@@ -321,8 +300,7 @@ mod conformance_tests {
 
         async fn make() -> (SqliteStore, tempfile::TempDir) {
             let dir = tempfile::tempdir().unwrap();
-            let store =
-                SqliteStore::open(&SqliteOptions::new(dir.path().join("greygate.db"))).unwrap();
+            let store = SqliteStore::open(&SqliteOptions::new(dir.path().join("greygate.db"))).unwrap();
             (store, dir)
         }
         crate::conformance_suite!(make());

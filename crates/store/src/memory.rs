@@ -11,8 +11,8 @@ use async_trait::async_trait;
 
 use crate::model::{self, ClientRecord, Entry, EntryState};
 use crate::{
-    ClientFilter, DecideRequest, Decision, EntryFilter, ListEntry, ListKind, ListTarget, Stats,
-    Store, StoreError, Timestamp, TripletKey,
+    ClientFilter, DecideRequest, Decision, EntryFilter, ListEntry, ListKind, ListTarget, Stats, Store, StoreError,
+    Timestamp, TripletKey,
 };
 
 #[derive(Default)]
@@ -37,10 +37,7 @@ impl MemoryStore {
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> Result<T, StoreError> {
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if state.closed {
             return Err(StoreError::Closed);
         }
@@ -49,10 +46,7 @@ impl MemoryStore {
 }
 
 fn step(state: &State, req: &DecideRequest) -> model::Step {
-    let client = req
-        .auto_whitelist
-        .as_ref()
-        .and_then(|a| state.clients.get(&a.client));
+    let client = req.auto_whitelist.as_ref().and_then(|a| state.clients.get(&a.client));
     model::decide(req, client, state.entries.get(&req.triplet))
 }
 
@@ -71,35 +65,20 @@ impl Store for MemoryStore {
             if let Some(e) = &step.entry {
                 state.entries.insert(e.key.clone(), e.clone());
             }
-            Decision {
-                outcome: step.outcome,
-                entry: step.entry,
-            }
+            Decision { outcome: step.outcome, entry: step.entry }
         })
     }
 
     async fn peek(&self, req: &DecideRequest) -> Result<Decision, StoreError> {
         self.with(|state| {
             let step = step(state, req);
-            Decision {
-                outcome: step.outcome,
-                entry: step.entry,
-            }
+            Decision { outcome: step.outcome, entry: step.entry }
         })
     }
 
-    async fn entries(
-        &self,
-        filter: &EntryFilter,
-        limit: Option<usize>,
-    ) -> Result<Vec<Entry>, StoreError> {
+    async fn entries(&self, filter: &EntryFilter, limit: Option<usize>) -> Result<Vec<Entry>, StoreError> {
         self.with(|state| {
-            let mut out: Vec<Entry> = state
-                .entries
-                .values()
-                .filter(|e| filter.matches(e))
-                .cloned()
-                .collect();
+            let mut out: Vec<Entry> = state.entries.values().filter(|e| filter.matches(e)).cloned().collect();
             out.sort_by(|a, b| a.key.cmp(&b.key));
             out.truncate(limit.unwrap_or(usize::MAX));
             out
@@ -114,18 +93,9 @@ impl Store for MemoryStore {
         })
     }
 
-    async fn clients(
-        &self,
-        filter: &ClientFilter,
-        limit: Option<usize>,
-    ) -> Result<Vec<ClientRecord>, StoreError> {
+    async fn clients(&self, filter: &ClientFilter, limit: Option<usize>) -> Result<Vec<ClientRecord>, StoreError> {
         self.with(|state| {
-            let mut out: Vec<ClientRecord> = state
-                .clients
-                .values()
-                .filter(|c| filter.matches(c))
-                .cloned()
-                .collect();
+            let mut out: Vec<ClientRecord> = state.clients.values().filter(|c| filter.matches(c)).cloned().collect();
             out.sort_by(|a, b| a.client.cmp(&b.client));
             out.truncate(limit.unwrap_or(usize::MAX));
             out
@@ -140,11 +110,7 @@ impl Store for MemoryStore {
         })
     }
 
-    async fn put_records(
-        &self,
-        entries: &[Entry],
-        clients: &[ClientRecord],
-    ) -> Result<(), StoreError> {
+    async fn put_records(&self, entries: &[Entry], clients: &[ClientRecord]) -> Result<(), StoreError> {
         self.with(|state| {
             for e in entries {
                 state.entries.insert(e.key.clone(), e.clone());
@@ -176,17 +142,9 @@ impl Store for MemoryStore {
         })
     }
 
-    async fn remove_list_entry(
-        &self,
-        kind: ListKind,
-        target: ListTarget,
-        value: &str,
-    ) -> Result<bool, StoreError> {
+    async fn remove_list_entry(&self, kind: ListKind, target: ListTarget, value: &str) -> Result<bool, StoreError> {
         self.with(|state| {
-            let removed = state
-                .lists
-                .remove(&(kind, target, value.to_owned()))
-                .is_some();
+            let removed = state.lists.remove(&(kind, target, value.to_owned())).is_some();
             if removed {
                 state.lists_version += 1;
             }
@@ -208,10 +166,7 @@ impl Store for MemoryStore {
 
     async fn stats(&self, now: Timestamp, awl_after: u32) -> Result<Stats, StoreError> {
         self.with(|state| {
-            let mut stats = Stats {
-                counters: state.counters.clone(),
-                ..Stats::default()
-            };
+            let mut stats = Stats { counters: state.counters.clone(), ..Stats::default() };
             for e in state.entries.values() {
                 if e.expires_at < now {
                     stats.expired += 1;
@@ -239,23 +194,15 @@ impl Store for MemoryStore {
 
     async fn expire(&self, now: Timestamp, batch: usize) -> Result<u64, StoreError> {
         self.with(|state| {
-            let mut victims: Vec<TripletKey> = state
-                .entries
-                .values()
-                .filter(|e| e.expires_at < now)
-                .map(|e| e.key.clone())
-                .collect();
+            let mut victims: Vec<TripletKey> =
+                state.entries.values().filter(|e| e.expires_at < now).map(|e| e.key.clone()).collect();
             victims.truncate(batch);
             for k in &victims {
                 state.entries.remove(k);
             }
             let room = batch - victims.len();
-            let mut clients: Vec<String> = state
-                .clients
-                .values()
-                .filter(|c| c.expires_at < now)
-                .map(|c| c.client.clone())
-                .collect();
+            let mut clients: Vec<String> =
+                state.clients.values().filter(|c| c.expires_at < now).map(|c| c.client.clone()).collect();
             clients.truncate(room);
             for c in &clients {
                 state.clients.remove(c);
@@ -270,12 +217,7 @@ impl Store for MemoryStore {
             for k in &keys {
                 state.entries.remove(k);
             }
-            let clients: Vec<String> = state
-                .clients
-                .keys()
-                .take(batch - keys.len())
-                .cloned()
-                .collect();
+            let clients: Vec<String> = state.clients.keys().take(batch - keys.len()).cloned().collect();
             for c in &clients {
                 state.clients.remove(c);
             }

@@ -58,11 +58,7 @@ pub struct Entry {
 
 impl Entry {
     pub fn state(&self) -> EntryState {
-        if self.passed_at.is_some() {
-            EntryState::Passed
-        } else {
-            EntryState::Pending
-        }
+        if self.passed_at.is_some() { EntryState::Passed } else { EntryState::Pending }
     }
 
     fn fresh(key: &TripletKey, timers: &Timers, now: Timestamp) -> Entry {
@@ -117,10 +113,7 @@ pub enum Outcome {
 impl Outcome {
     /// True when the message may go through.
     pub fn accepts(self) -> bool {
-        matches!(
-            self,
-            Outcome::AutoWhitelisted { .. } | Outcome::FirstPass { .. } | Outcome::Passed
-        )
+        matches!(self, Outcome::AutoWhitelisted { .. } | Outcome::FirstPass { .. } | Outcome::Passed)
     }
 
     /// Seconds until a retry can pass, for deferred outcomes.
@@ -162,26 +155,14 @@ pub struct Step {
 /// auto-whitelisting; `prev_entry` only when the client is not whitelisted.
 /// A backend may therefore read the triplet lazily, but reading both up
 /// front is always correct.
-pub fn decide(
-    req: &DecideRequest,
-    prev_client: Option<&ClientRecord>,
-    prev_entry: Option<&Entry>,
-) -> Step {
+pub fn decide(req: &DecideRequest, prev_client: Option<&ClientRecord>, prev_entry: Option<&Entry>) -> Step {
     if let Some(awl) = &req.auto_whitelist
         && let Some(rec) = prev_client.filter(|r| whitelists(r, awl, req.now))
     {
-        let refreshed = (req.now - rec.last_seen >= AWL_REFRESH_INTERVAL
-            || rec.last_seen > req.now)
-            .then(|| ClientRecord {
-                last_seen: req.now,
-                expires_at: req.now.saturating_add(awl.lifetime),
-                ..rec.clone()
-            });
-        return Step {
-            outcome: Outcome::AutoWhitelisted { passes: rec.passes },
-            entry: None,
-            client: refreshed,
-        };
+        let refreshed = (req.now - rec.last_seen >= AWL_REFRESH_INTERVAL || rec.last_seen > req.now).then(|| {
+            ClientRecord { last_seen: req.now, expires_at: req.now.saturating_add(awl.lifetime), ..rec.clone() }
+        });
+        return Step { outcome: Outcome::AutoWhitelisted { passes: rec.passes }, entry: None, client: refreshed };
     }
 
     let (entry, outcome) = triplet(prev_entry, &req.triplet, &req.timers, req.now);
@@ -189,11 +170,7 @@ pub fn decide(
         (Outcome::FirstPass { .. }, Some(awl)) => count_pass(prev_client, awl, req.now),
         _ => None,
     };
-    Step {
-        outcome,
-        entry: Some(entry),
-        client,
-    }
+    Step { outcome, entry: Some(entry), client }
 }
 
 /// True when the client record puts the client on the auto-whitelist now.
@@ -202,12 +179,7 @@ pub fn whitelists(rec: &ClientRecord, awl: &AutoWhitelist, now: Timestamp) -> bo
 }
 
 /// The triplet transition.
-fn triplet(
-    prev: Option<&Entry>,
-    key: &TripletKey,
-    timers: &Timers,
-    now: Timestamp,
-) -> (Entry, Outcome) {
+fn triplet(prev: Option<&Entry>, key: &TripletKey, timers: &Timers, now: Timestamp) -> (Entry, Outcome) {
     let Some(prev) = prev else {
         return (Entry::fresh(key, timers, now), Outcome::New);
     };
@@ -233,18 +205,9 @@ fn triplet(
                 return (Entry::fresh(key, timers, now), Outcome::Stale);
             }
             if age < timers.delay {
-                let entry = Entry {
-                    first_seen,
-                    last_seen: now,
-                    attempts: prev.attempts.saturating_add(1),
-                    ..prev.clone()
-                };
-                return (
-                    entry,
-                    Outcome::TooSoon {
-                        remaining: timers.delay - age,
-                    },
-                );
+                let entry =
+                    Entry { first_seen, last_seen: now, attempts: prev.attempts.saturating_add(1), ..prev.clone() };
+                return (entry, Outcome::TooSoon { remaining: timers.delay - age });
             }
             let entry = Entry {
                 first_seen,
@@ -260,11 +223,7 @@ fn triplet(
 }
 
 /// Count one successful retry for the client, at most once an interval.
-fn count_pass(
-    prev: Option<&ClientRecord>,
-    awl: &AutoWhitelist,
-    now: Timestamp,
-) -> Option<ClientRecord> {
+fn count_pass(prev: Option<&ClientRecord>, awl: &AutoWhitelist, now: Timestamp) -> Option<ClientRecord> {
     let expires_at = now.saturating_add(awl.lifetime);
     match prev {
         // A record that outlived its lifetime starts counting again.
@@ -280,13 +239,9 @@ fn count_pass(
                 ..rec.clone()
             })
         }
-        _ => Some(ClientRecord {
-            client: awl.client.clone(),
-            passes: 1,
-            last_counted: now,
-            last_seen: now,
-            expires_at,
-        }),
+        _ => {
+            Some(ClientRecord { client: awl.client.clone(), passes: 1, last_counted: now, last_seen: now, expires_at })
+        }
     }
 }
 

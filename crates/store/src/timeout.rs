@@ -12,8 +12,8 @@ use async_trait::async_trait;
 
 use crate::model::{ClientRecord, Entry};
 use crate::{
-    ClientFilter, DecideRequest, Decision, EntryFilter, ListEntry, ListKind, ListTarget, Stats,
-    Store, StoreError, Timestamp,
+    ClientFilter, DecideRequest, Decision, EntryFilter, ListEntry, ListKind, ListTarget, Stats, Store, StoreError,
+    Timestamp,
 };
 
 /// Wraps a store; `decide` and `peek` fail after `limit`.
@@ -27,19 +27,14 @@ impl TimeoutStore {
         TimeoutStore { inner, limit }
     }
 
-    async fn bounded<T>(
-        &self,
-        f: impl Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
-        tokio::time::timeout(self.limit, f)
-            .await
-            .unwrap_or_else(|_| {
-                Err(StoreError::Unavailable(format!(
-                    "{} store did not answer within {:?}",
-                    self.inner.backend(),
-                    self.limit
-                )))
-            })
+    async fn bounded<T>(&self, f: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+        tokio::time::timeout(self.limit, f).await.unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(format!(
+                "{} store did not answer within {:?}",
+                self.inner.backend(),
+                self.limit
+            )))
+        })
     }
 }
 
@@ -57,11 +52,7 @@ impl Store for TimeoutStore {
         self.bounded(self.inner.peek(req)).await
     }
 
-    async fn entries(
-        &self,
-        filter: &EntryFilter,
-        limit: Option<usize>,
-    ) -> Result<Vec<Entry>, StoreError> {
+    async fn entries(&self, filter: &EntryFilter, limit: Option<usize>) -> Result<Vec<Entry>, StoreError> {
         self.inner.entries(filter, limit).await
     }
 
@@ -69,11 +60,7 @@ impl Store for TimeoutStore {
         self.inner.delete_entries(filter).await
     }
 
-    async fn clients(
-        &self,
-        filter: &ClientFilter,
-        limit: Option<usize>,
-    ) -> Result<Vec<ClientRecord>, StoreError> {
+    async fn clients(&self, filter: &ClientFilter, limit: Option<usize>) -> Result<Vec<ClientRecord>, StoreError> {
         self.inner.clients(filter, limit).await
     }
 
@@ -81,11 +68,7 @@ impl Store for TimeoutStore {
         self.inner.delete_clients(filter).await
     }
 
-    async fn put_records(
-        &self,
-        entries: &[Entry],
-        clients: &[ClientRecord],
-    ) -> Result<(), StoreError> {
+    async fn put_records(&self, entries: &[Entry], clients: &[ClientRecord]) -> Result<(), StoreError> {
         self.inner.put_records(entries, clients).await
     }
 
@@ -97,12 +80,7 @@ impl Store for TimeoutStore {
         self.inner.add_list_entry(entry).await
     }
 
-    async fn remove_list_entry(
-        &self,
-        kind: ListKind,
-        target: ListTarget,
-        value: &str,
-    ) -> Result<bool, StoreError> {
+    async fn remove_list_entry(&self, kind: ListKind, target: ListTarget, value: &str) -> Result<bool, StoreError> {
         self.inner.remove_list_entry(kind, target, value).await
     }
 

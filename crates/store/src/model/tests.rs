@@ -1,10 +1,6 @@
 use super::*;
 
-const T: Timers = Timers {
-    delay: 300,
-    retry_window: 2 * 86400,
-    pass_lifetime: 36 * 86400,
-};
+const T: Timers = Timers { delay: 300, retry_window: 2 * 86400, pass_lifetime: 36 * 86400 };
 
 fn key() -> TripletKey {
     TripletKey {
@@ -15,11 +11,7 @@ fn key() -> TripletKey {
 }
 
 fn awl(after: u32) -> AutoWhitelist {
-    AutoWhitelist {
-        client: "192.0.2.10".into(),
-        after,
-        lifetime: 36 * 86400,
-    }
+    AutoWhitelist { client: "192.0.2.10".into(), after, lifetime: 36 * 86400 }
 }
 
 /// Replays attempts at the given times against one in-memory record pair and
@@ -30,12 +22,7 @@ fn replay(times: &[Timestamp], awl_after: Option<u32>) -> Vec<Outcome> {
     times
         .iter()
         .map(|&now| {
-            let req = DecideRequest {
-                triplet: key(),
-                timers: T,
-                auto_whitelist: awl_after.map(awl),
-                now,
-            };
+            let req = DecideRequest { triplet: key(), timers: T, auto_whitelist: awl_after.map(awl), now };
             let step = decide(&req, client.as_ref(), entry.as_ref());
             if let Some(e) = step.entry {
                 entry = Some(e);
@@ -59,11 +46,7 @@ fn greylisting_rounds() {
             &[1000, 1100, 1299],
             &[New, TooSoon { remaining: 200 }, TooSoon { remaining: 1 }],
         ),
-        (
-            "retry exactly at the delay passes",
-            &[1000, 1300],
-            &[New, FirstPass { delayed: 300 }],
-        ),
+        ("retry exactly at the delay passes", &[1000, 1300], &[New, FirstPass { delayed: 300 }]),
         (
             "passed stays passed and is refreshed on use",
             &[1000, 1400, 1400 + 30 * day, 1400 + 60 * day],
@@ -72,12 +55,7 @@ fn greylisting_rounds() {
         (
             "passed expires after its lifetime without use",
             &[1000, 1400, 1400 + 36 * day + 1, 1400 + 36 * day + 2],
-            &[
-                New,
-                FirstPass { delayed: 400 },
-                Expired,
-                TooSoon { remaining: 299 },
-            ],
+            &[New, FirstPass { delayed: 400 }, Expired, TooSoon { remaining: 299 }],
         ),
         (
             "retry after the window starts a new round",
@@ -102,27 +80,16 @@ fn greylisting_rounds() {
 
 #[test]
 fn entry_fields_follow_the_round() {
-    let req = |now| DecideRequest {
-        triplet: key(),
-        timers: T,
-        auto_whitelist: None,
-        now,
-    };
+    let req = |now| DecideRequest { triplet: key(), timers: T, auto_whitelist: None, now };
     let s1 = decide(&req(1000), None, None);
     let e1 = s1.entry.unwrap();
-    assert_eq!(
-        (e1.first_seen, e1.last_seen, e1.attempts, e1.passes),
-        (1000, 1000, 1, 0)
-    );
+    assert_eq!((e1.first_seen, e1.last_seen, e1.attempts, e1.passes), (1000, 1000, 1, 0));
     assert_eq!(e1.expires_at, 1000 + T.retry_window);
     assert_eq!(e1.state(), EntryState::Pending);
 
     let e2 = decide(&req(1100), None, Some(&e1)).entry.unwrap();
     assert_eq!((e2.first_seen, e2.last_seen, e2.attempts), (1000, 1100, 2));
-    assert_eq!(
-        e2.expires_at, e1.expires_at,
-        "an early retry does not extend the window"
-    );
+    assert_eq!(e2.expires_at, e1.expires_at, "an early retry does not extend the window");
 
     let e3 = decide(&req(1500), None, Some(&e2)).entry.unwrap();
     assert_eq!(e3.passed_at, Some(1500));
@@ -138,12 +105,7 @@ fn auto_whitelist_counts_first_passes_once_an_hour() {
     let mut pass_at = |now: Timestamp, sender: &str| -> Outcome {
         let mut k = key();
         k.sender = sender.into();
-        let req = |now| DecideRequest {
-            triplet: k.clone(),
-            timers: T,
-            auto_whitelist: Some(awl(3)),
-            now,
-        };
+        let req = |now| DecideRequest { triplet: k.clone(), timers: T, auto_whitelist: Some(awl(3)), now };
         let first = decide(&req(now - 400), client.as_ref(), None);
         if first.outcome.accepts() {
             return first.outcome;
@@ -155,28 +117,13 @@ fn auto_whitelist_counts_first_passes_once_an_hour() {
         step.outcome
     };
     let hour = 3600;
-    assert_eq!(
-        pass_at(10 * hour, "a@x"),
-        Outcome::FirstPass { delayed: 400 }
-    );
+    assert_eq!(pass_at(10 * hour, "a@x"), Outcome::FirstPass { delayed: 400 });
     // Same hour: counted no more.
-    assert_eq!(
-        pass_at(10 * hour + 60, "b@x"),
-        Outcome::FirstPass { delayed: 400 }
-    );
-    assert_eq!(
-        pass_at(11 * hour, "c@x"),
-        Outcome::FirstPass { delayed: 400 }
-    );
-    assert_eq!(
-        pass_at(12 * hour, "d@x"),
-        Outcome::FirstPass { delayed: 400 }
-    );
+    assert_eq!(pass_at(10 * hour + 60, "b@x"), Outcome::FirstPass { delayed: 400 });
+    assert_eq!(pass_at(11 * hour, "c@x"), Outcome::FirstPass { delayed: 400 });
+    assert_eq!(pass_at(12 * hour, "d@x"), Outcome::FirstPass { delayed: 400 });
     // Three counted passes: whitelisted from now on, for any triplet.
-    assert_eq!(
-        pass_at(12 * hour + 10, "e@x"),
-        Outcome::AutoWhitelisted { passes: 3 }
-    );
+    assert_eq!(pass_at(12 * hour + 10, "e@x"), Outcome::AutoWhitelisted { passes: 3 });
 }
 
 #[test]
@@ -189,12 +136,7 @@ fn auto_whitelist_expires_and_refreshes_sparingly() {
         last_seen: 1000,
         expires_at: 1000 + a.lifetime,
     };
-    let req = |now| DecideRequest {
-        triplet: key(),
-        timers: T,
-        auto_whitelist: Some(a.clone()),
-        now,
-    };
+    let req = |now| DecideRequest { triplet: key(), timers: T, auto_whitelist: Some(a.clone()), now };
     // Within the refresh interval: whitelisted, nothing written.
     let s = decide(&req(1000 + 60), Some(&rec), None);
     assert_eq!(s.outcome, Outcome::AutoWhitelisted { passes: 1 });
@@ -216,11 +158,6 @@ fn auto_whitelist_off_ignores_client_records() {
         last_seen: 1000,
         expires_at: i64::MAX,
     };
-    let req = DecideRequest {
-        triplet: key(),
-        timers: T,
-        auto_whitelist: None,
-        now: 1001,
-    };
+    let req = DecideRequest { triplet: key(), timers: T, auto_whitelist: None, now: 1001 };
     assert_eq!(decide(&req, Some(&rec), None).outcome, Outcome::New);
 }

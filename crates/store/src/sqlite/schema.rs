@@ -1,5 +1,11 @@
 //! The SQLite schema and its migrations.
 //!
+//! Two kinds of tables hold greylisting state (see the parent module):
+//! the *snapshot* tables `triplets` and `clients`, keyed by their natural
+//! keys, and the append-only *log* tables `triplet_log` and `client_log`,
+//! where every change is written first. A key's state is its latest log
+//! row if it has one, else its snapshot row.
+//!
 //! `PRAGMA user_version` holds the number of migrations applied, and
 //! `PRAGMA application_id` marks the file as greygate's so that pointing the
 //! config at some other database fails loudly instead of adding tables to it.
@@ -40,6 +46,33 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX clients_expires_at ON clients (expires_at);
 
+    -- Append-only; `deleted = 1` rows are tombstones (other columns 0).
+    -- `seq` is shared by both logs and never reused: the next one is one more
+    -- than the largest in either log or in meta.log_seq (saved by compaction).
+    CREATE TABLE triplet_log (
+        seq        INTEGER PRIMARY KEY,
+        client     TEXT    NOT NULL,
+        sender     TEXT    NOT NULL,
+        recipient  TEXT    NOT NULL,
+        first_seen INTEGER NOT NULL,
+        last_seen  INTEGER NOT NULL,
+        passed_at  INTEGER,
+        attempts   INTEGER NOT NULL,
+        passes     INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        deleted    INTEGER NOT NULL DEFAULT 0
+    );
+
+    CREATE TABLE client_log (
+        seq          INTEGER PRIMARY KEY,
+        client       TEXT    NOT NULL,
+        passes       INTEGER NOT NULL,
+        last_counted INTEGER NOT NULL,
+        last_seen    INTEGER NOT NULL,
+        expires_at   INTEGER NOT NULL,
+        deleted      INTEGER NOT NULL DEFAULT 0
+    );
+
     CREATE TABLE lists (
         kind     TEXT    NOT NULL,
         target   TEXT    NOT NULL,
@@ -59,6 +92,8 @@ const MIGRATIONS: &[&str] = &[
         value INTEGER NOT NULL
     ) WITHOUT ROWID;
     INSERT INTO meta (key, value) VALUES ('lists_version', 0);
+    -- The largest log sequence number compacted away.
+    INSERT INTO meta (key, value) VALUES ('log_seq', 0);
     ",
 ];
 
@@ -68,16 +103,11 @@ pub const CURRENT_VERSION: usize = MIGRATIONS.len();
 /// Bring the database to [`CURRENT_VERSION`], refusing files that are not
 /// ours or that a newer greygate has already migrated.
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let app_id: i32 = conn
-        .pragma_query_value(None, "application_id", |r| r.get(0))
-        .map_err(super::error)?;
-    let version: i64 = conn
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .map_err(super::error)?;
+    let app_id: i32 = conn.pragma_query_value(None, "application_id", |r| r.get(0)).map_err(super::error)?;
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(super::error)?;
     if app_id != APPLICATION_ID {
-        let tables: i64 = conn
-            .query_row("SELECT COUNT(*) FROM sqlite_schema", [], |r| r.get(0))
-            .map_err(super::error)?;
+        let tables: i64 =
+            conn.query_row("SELECT COUNT(*) FROM sqlite_schema", [], |r| r.get(0)).map_err(super::error)?;
         if app_id != 0 || tables > 0 {
             return Err(StoreError::Invalid(
                 "the file is an SQLite database, but not greygate's; refusing to touch it".into(),
@@ -93,10 +123,8 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(version) {
         let tx = conn.transaction().map_err(super::error)?;
         tx.execute_batch(sql).map_err(super::error)?;
-        tx.pragma_update(None, "user_version", index as i64 + 1)
-            .map_err(super::error)?;
-        tx.pragma_update(None, "application_id", APPLICATION_ID)
-            .map_err(super::error)?;
+        tx.pragma_update(None, "user_version", index as i64 + 1).map_err(super::error)?;
+        tx.pragma_update(None, "application_id", APPLICATION_ID).map_err(super::error)?;
         tx.commit().map_err(super::error)?;
         tracing::info!(version = index + 1, "sqlite schema migrated");
     }

@@ -1,21 +1,33 @@
-//! The thread that owns the SQLite connection.
+//! The thread that owns the SQLite connection and the log mirror.
 //!
-//! Every operation is a job on one queue. Consecutive decisions are grouped
-//! into one transaction (group commit), and each caller gets its answer
-//! only after COMMIT returned: a decision that was answered is on disk (in
-//! the WAL), so `kill -9` cannot lose it. One thread means one writer, which
-//! is also what makes each decision's read-modify-write atomic.
+//! Every operation is a job on one queue. Consecutive decisions share one
+//! transaction (group commit), and each caller is answered only after
+//! COMMIT returned: an answered decision is in the WAL, so `kill -9` cannot
+//! lose it.
+//!
+//! Compaction (log → snapshot) runs in this thread when it is otherwise
+//! idle: after [`IDLE`] without a job, small chunks are compacted until a
+//! job arrives. Under a load with no idle moments, memory would grow, so
+//! past [`SOFT_LIMIT`] keys every batch also compacts twice as many log
+//! rows as it wrote: a burst is absorbed at the speed of appends, a
+//! sustained flood runs at the speed of compaction.
 
-use std::sync::mpsc::{Receiver, TryRecvError};
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
 use super::error;
+use super::state::{Pending, State};
 use crate::model::{self, ClientRecord, Entry};
-use crate::{DecideRequest, Decision, StoreError, TripletKey};
+use crate::{DecideRequest, Decision, StoreError};
 
 pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// An operation on the database, run by the writer thread.
+pub(super) type Work = Box<dyn FnOnce(&mut Connection, &mut State) + Send>;
 
 pub(super) enum Job {
     Decide {
@@ -25,47 +37,135 @@ pub(super) enum Job {
         reply: Reply<Decision>,
     },
     /// Any other operation; the closure sends its own reply.
-    Run(Box<dyn FnOnce(&mut Connection) + Send>),
-    /// Finish queued work, checkpoint, and stop.
+    Run(Work),
+    /// Finish queued work, compact, checkpoint, and stop.
     Close(oneshot::Sender<()>),
 }
 
 /// Most jobs taken from the queue into one transaction.
 const MAX_BATCH: usize = 512;
+/// Quiet time after which compaction starts.
+const IDLE: Duration = Duration::from_millis(2);
+/// Log rows compacted per transaction when idle (a few milliseconds).
+const IDLE_CHUNK: usize = 256;
+/// Keys in memory above which every batch compacts too.
+pub(super) const SOFT_LIMIT: usize = 500_000;
+/// WAL size above which the writer restarts the WAL itself. Under a
+/// continuous load the background checkpoint never sees the WAL complete,
+/// so SQLite would never start it over and it would grow without bound;
+/// the background thread has already copied all but the newest frames, so
+/// this restart is short.
+const WAL_LIMIT: u64 = 16 << 20;
+/// Batches between two looks at the WAL size.
+const WAL_CHECK_EVERY: u32 = 64;
 
-pub(super) fn run(mut conn: Connection, jobs: Receiver<Job>) {
+pub(super) fn run(mut conn: Connection, jobs: Receiver<Job>, wal: PathBuf) {
+    let mut state = State::default();
+    let mut batches = 0u32;
     let mut decisions: Vec<(DecideRequest, bool, Reply<Decision>)> = Vec::new();
-    while let Ok(first) = jobs.recv() {
-        let mut next = Some(first);
+    // Whether the log may hold rows to compact.
+    let mut dirty = true;
+    let mut next: Option<Job> = None;
+    loop {
+        let first = match next.take() {
+            Some(job) => job,
+            None if dirty => match jobs.recv_timeout(IDLE) {
+                Ok(job) => job,
+                Err(RecvTimeoutError::Timeout) => {
+                    (next, dirty) = compact_while_idle(&mut conn, &mut state, &jobs);
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            },
+            None => match jobs.recv() {
+                Ok(job) => job,
+                Err(_) => break,
+            },
+        };
+        dirty = true;
+        let mut job = Some(first);
         let mut taken = 0;
-        while let Some(job) = next.take() {
+        while let Some(current) = job.take() {
             taken += 1;
-            match job {
+            match current {
                 Job::Decide { req, write, reply } => decisions.push((req, write, reply)),
                 Job::Run(f) => {
-                    commit_decisions(&mut conn, &mut decisions);
-                    f(&mut conn);
+                    commit_decisions(&mut conn, &mut state, &mut decisions);
+                    f(&mut conn, &mut state);
                 }
                 Job::Close(done) => {
-                    commit_decisions(&mut conn, &mut decisions);
-                    shut_down(conn);
+                    commit_decisions(&mut conn, &mut state, &mut decisions);
+                    shut_down(conn, &mut state);
                     let _ = done.send(());
                     return;
                 }
             }
             if taken < MAX_BATCH {
-                next = match jobs.try_recv() {
-                    Ok(job) => Some(job),
+                job = match jobs.try_recv() {
+                    Ok(j) => Some(j),
                     Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
                 };
             }
         }
-        commit_decisions(&mut conn, &mut decisions);
+        let written = commit_decisions(&mut conn, &mut state, &mut decisions);
+        if state.len() > SOFT_LIMIT && written > 0 {
+            if let Err(e) = compact_step(&mut conn, &mut state, 2 * written) {
+                tracing::warn!(error = %e, "sqlite compaction failed; will retry");
+            }
+        }
+        batches = batches.wrapping_add(1);
+        if batches % WAL_CHECK_EVERY == 0 && std::fs::metadata(&wal).is_ok_and(|m| m.len() > WAL_LIMIT) {
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(())) {
+                tracing::debug!(error = %e, "wal restart skipped");
+            }
+        }
     }
-    shut_down(conn);
+    shut_down(conn, &mut state);
 }
 
-fn shut_down(conn: Connection) {
+/// Compact while no job is waiting. Returns the job that interrupted, if
+/// any, and whether the log may still hold rows.
+fn compact_while_idle(conn: &mut Connection, state: &mut State, jobs: &Receiver<Job>) -> (Option<Job>, bool) {
+    loop {
+        match compact_step(conn, state, IDLE_CHUNK) {
+            Ok(0) => return (None, false),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "sqlite compaction failed; will retry after the next job");
+                return (None, false);
+            }
+        }
+        match jobs.try_recv() {
+            Ok(job) => return (Some(job), true),
+            Err(TryRecvError::Empty) => {}
+            Err(TryRecvError::Disconnected) => return (None, true),
+        }
+    }
+}
+
+/// One compaction transaction; returns the log rows moved.
+pub(super) fn compact_step(conn: &mut Connection, state: &mut State, limit: usize) -> rusqlite::Result<usize> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    state.catch_up(&tx)?;
+    let compacted = state.compact(&tx, limit)?;
+    tx.commit()?;
+    let rows = compacted.rows();
+    state.forget(compacted);
+    Ok(rows)
+}
+
+fn shut_down(mut conn: Connection, state: &mut State) {
+    // Leave a short log behind so the next start loads quickly.
+    loop {
+        match compact_step(&mut conn, state, 10_000) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "sqlite compaction at shutdown failed");
+                break;
+            }
+        }
+    }
     if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
         tracing::warn!(error = %e, "sqlite checkpoint at shutdown failed");
     }
@@ -74,114 +174,108 @@ fn shut_down(conn: Connection) {
     }
 }
 
-/// Apply queued decisions in one transaction, then answer them.
+/// Run `f` in a write transaction that starts caught up; its staged writes
+/// reach the mirror only if COMMIT succeeds.
+pub(super) fn write_txn<T>(
+    conn: &mut Connection,
+    state: &mut State,
+    f: impl FnOnce(&State, &mut Pending, &Connection) -> rusqlite::Result<T>,
+) -> Result<T, StoreError> {
+    let run = || {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        state.catch_up(&tx)?;
+        let mut pending = Pending::new(state);
+        let out = f(state, &mut pending, &tx)?;
+        tx.commit()?;
+        Ok::<_, rusqlite::Error>((out, pending))
+    };
+    let (out, pending) = run().map_err(error)?;
+    state.commit(pending);
+    Ok(out)
+}
+
+/// Run `f` in a read transaction (one consistent view) that starts caught up.
+pub(super) fn read_txn<T>(
+    conn: &mut Connection,
+    state: &mut State,
+    f: impl FnOnce(&State, &Connection) -> rusqlite::Result<T>,
+) -> Result<T, StoreError> {
+    let run = || {
+        let tx = conn.transaction()?;
+        state.catch_up(&tx)?;
+        let out = f(state, &tx)?;
+        tx.commit()?;
+        Ok(out)
+    };
+    run().map_err(error)
+}
+
+/// Apply queued decisions in one transaction, then answer them. Returns
+/// the number of log rows written.
 fn commit_decisions(
     conn: &mut Connection,
+    state: &mut State,
     decisions: &mut Vec<(DecideRequest, bool, Reply<Decision>)>,
-) {
+) -> usize {
     if decisions.is_empty() {
-        return;
+        return 0;
     }
-    let result = (|| {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let result = write_txn(conn, state, |state, pending, tx| {
         let mut out = Vec::with_capacity(decisions.len());
+        let mut written = 0;
         for (req, write, _) in decisions.iter() {
-            out.push(decide(&tx, req, *write)?);
+            let (decision, rows) = decide(state, pending, tx, req, *write)?;
+            out.push(decision);
+            written += rows;
         }
-        tx.commit()?;
-        Ok::<_, rusqlite::Error>(out)
-    })();
+        Ok((out, written))
+    });
     match result {
-        Ok(out) => {
+        Ok((out, written)) => {
             for ((_, _, reply), decision) in decisions.drain(..).zip(out) {
                 let _ = reply.send(Ok(decision));
             }
+            written
         }
         Err(e) => {
-            let e = error(e);
             tracing::warn!(error = %e, batch = decisions.len(), "sqlite decision batch failed; rolled back");
             for (_, _, reply) in decisions.drain(..) {
                 let _ = reply.send(Err(e.clone()));
             }
+            0
         }
     }
 }
 
-fn decide(tx: &Transaction<'_>, req: &DecideRequest, write: bool) -> rusqlite::Result<Decision> {
+/// One decision; returns it and the number of log rows written.
+fn decide(
+    state: &State,
+    pending: &mut Pending,
+    conn: &Connection,
+    req: &DecideRequest,
+    write: bool,
+) -> rusqlite::Result<(Decision, usize)> {
     let client = match &req.auto_whitelist {
-        Some(awl) => select_client(tx, &awl.client)?,
+        Some(awl) => state.client(pending, conn, &awl.client)?,
         None => None,
     };
-    let whitelisted = client
-        .as_ref()
-        .zip(req.auto_whitelist.as_ref())
-        .is_some_and(|(c, awl)| model::whitelists(c, awl, req.now));
-    let entry = if whitelisted {
-        None
-    } else {
-        select_entry(tx, &req.triplet)?
-    };
+    let whitelisted =
+        client.as_ref().zip(req.auto_whitelist.as_ref()).is_some_and(|(c, awl)| model::whitelists(c, awl, req.now));
+    let entry = if whitelisted { None } else { state.entry(pending, conn, &req.triplet)? };
     let step = model::decide(req, client.as_ref(), entry.as_ref());
+    let mut rows = 0;
     if write {
         if let Some(c) = &step.client {
-            upsert_client(tx, c)?;
+            pending.put_client(conn, c)?;
+            rows += 1;
         }
         if let Some(e) = &step.entry {
-            upsert_entry(tx, e)?;
+            pending.put_entry(conn, e)?;
+            rows += 1;
         }
     }
-    Ok(Decision {
-        outcome: step.outcome,
-        entry: step.entry,
-    })
-}
-
-pub(super) const ENTRY_COLUMNS: &str =
-    "client, sender, recipient, first_seen, last_seen, passed_at, attempts, passes, expires_at";
-
-pub(super) fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<Entry> {
-    Ok(Entry {
-        key: TripletKey {
-            client: row.get(0)?,
-            sender: row.get(1)?,
-            recipient: row.get(2)?,
-        },
-        first_seen: row.get(3)?,
-        last_seen: row.get(4)?,
-        passed_at: row.get(5)?,
-        attempts: row.get(6)?,
-        passes: row.get(7)?,
-        expires_at: row.get(8)?,
-    })
-}
-
-pub(super) const CLIENT_COLUMNS: &str = "client, passes, last_counted, last_seen, expires_at";
-
-pub(super) fn client_from_row(row: &Row<'_>) -> rusqlite::Result<ClientRecord> {
-    Ok(ClientRecord {
-        client: row.get(0)?,
-        passes: row.get(1)?,
-        last_counted: row.get(2)?,
-        last_seen: row.get(3)?,
-        expires_at: row.get(4)?,
-    })
-}
-
-fn select_entry(conn: &Connection, key: &TripletKey) -> rusqlite::Result<Option<Entry>> {
-    conn.prepare_cached(
-        "SELECT client, sender, recipient, first_seen, last_seen, passed_at, attempts, passes, expires_at
-         FROM triplets WHERE client = ?1 AND sender = ?2 AND recipient = ?3",
-    )?
-    .query_row(params![key.client, key.sender, key.recipient], entry_from_row)
-    .optional()
-}
-
-fn select_client(conn: &Connection, client: &str) -> rusqlite::Result<Option<ClientRecord>> {
-    conn.prepare_cached(
-        "SELECT client, passes, last_counted, last_seen, expires_at FROM clients WHERE client = ?1",
-    )?
-    .query_row(params![client], client_from_row)
-    .optional()
+    let decision = Decision { outcome: step.outcome, entry: step.entry };
+    Ok((decision, rows))
 }
 
 pub(super) fn upsert_entry(conn: &Connection, e: &Entry) -> rusqlite::Result<()> {
@@ -215,12 +309,6 @@ pub(super) fn upsert_client(conn: &Connection, c: &ClientRecord) -> rusqlite::Re
              passes = excluded.passes, last_counted = excluded.last_counted,
              last_seen = excluded.last_seen, expires_at = excluded.expires_at",
     )?
-    .execute(params![
-        c.client,
-        c.passes,
-        c.last_counted,
-        c.last_seen,
-        c.expires_at
-    ])?;
+    .execute(params![c.client, c.passes, c.last_counted, c.last_seen, c.expires_at])?;
     Ok(())
 }

@@ -1,0 +1,554 @@
+//! The in-memory mirror of the log tables, and every read or write of
+//! greylisting state.
+//!
+//! A key's state is its latest log row if it has one, else its snapshot
+//! row. [`State`] holds the latest log row of every key in memory, so a
+//! decision reads memory first and the snapshot only on a miss, and writes
+//! only appends to a log table. Appends fill pages in order, so a group
+//! commit of many decisions writes a page or two, not one random B-tree
+//! page per decision.
+//!
+//! Coherence between processes (the server, the admin CLI, a second
+//! server): every write transaction starts with [`State::catch_up`], which
+//! applies log rows other processes appended since our last look. The
+//! write lock is held from then to COMMIT, so the mirror is exact for the
+//! whole transaction. Writes are staged in [`Pending`] and reach the
+//! mirror only after COMMIT succeeded.
+//!
+//! [`State::compact`] moves the oldest log rows into the snapshot, in key
+//! order, and deletes them; their keys leave memory.
+
+use foldhash::HashMap;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::TripletKey;
+use crate::model::{ClientRecord, Entry};
+
+/// A triplet's record without its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Times {
+    first_seen: i64,
+    last_seen: i64,
+    passed_at: Option<i64>,
+    attempts: u32,
+    passes: u32,
+    expires_at: i64,
+}
+
+impl Times {
+    fn of(e: &Entry) -> Times {
+        Times {
+            first_seen: e.first_seen,
+            last_seen: e.last_seen,
+            passed_at: e.passed_at,
+            attempts: e.attempts,
+            passes: e.passes,
+            expires_at: e.expires_at,
+        }
+    }
+
+    fn entry(self, key: &TripletKey) -> Entry {
+        Entry {
+            key: key.clone(),
+            first_seen: self.first_seen,
+            last_seen: self.last_seen,
+            passed_at: self.passed_at,
+            attempts: self.attempts,
+            passes: self.passes,
+            expires_at: self.expires_at,
+        }
+    }
+}
+
+/// A client record without its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ClientTimes {
+    passes: u32,
+    last_counted: i64,
+    last_seen: i64,
+    expires_at: i64,
+}
+
+impl ClientTimes {
+    fn of(c: &ClientRecord) -> ClientTimes {
+        ClientTimes { passes: c.passes, last_counted: c.last_counted, last_seen: c.last_seen, expires_at: c.expires_at }
+    }
+
+    fn record(self, client: &str) -> ClientRecord {
+        ClientRecord {
+            client: client.to_owned(),
+            passes: self.passes,
+            last_counted: self.last_counted,
+            last_seen: self.last_seen,
+            expires_at: self.expires_at,
+        }
+    }
+}
+
+/// The latest log row of a key: its sequence number and value (`None` for
+/// a deletion).
+#[derive(Debug, Clone, Copy)]
+struct Slot<T> {
+    seq: i64,
+    value: Option<T>,
+}
+
+/// Writes of one transaction, applied to [`State`] after COMMIT.
+#[derive(Debug)]
+pub(super) struct Pending {
+    triplets: HashMap<TripletKey, Slot<Times>>,
+    clients: HashMap<String, Slot<ClientTimes>>,
+    /// The last sequence number handed out in this transaction.
+    seq: i64,
+}
+
+impl Pending {
+    /// Staging for a transaction that starts with `state` caught up.
+    pub fn new(state: &State) -> Pending {
+        Pending { triplets: HashMap::default(), clients: HashMap::default(), seq: state.seq }
+    }
+
+    fn next_seq(&mut self) -> i64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    pub fn put_entry(&mut self, conn: &Connection, e: &Entry) -> rusqlite::Result<()> {
+        let seq = self.next_seq();
+        conn.prepare_cached(
+            "INSERT INTO triplet_log (seq, client, sender, recipient, first_seen, last_seen, passed_at, attempts, passes, expires_at)
+             VALUES (?10, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?
+        .execute(params![
+            e.key.client,
+            e.key.sender,
+            e.key.recipient,
+            e.first_seen,
+            e.last_seen,
+            e.passed_at,
+            e.attempts,
+            e.passes,
+            e.expires_at,
+            seq
+        ])?;
+        self.triplets.insert(e.key.clone(), Slot { seq, value: Some(Times::of(e)) });
+        Ok(())
+    }
+
+    pub fn delete_entry(&mut self, conn: &Connection, key: &TripletKey) -> rusqlite::Result<()> {
+        let seq = self.next_seq();
+        conn.prepare_cached(
+            "INSERT INTO triplet_log (seq, client, sender, recipient, first_seen, last_seen, attempts, passes, expires_at, deleted)
+             VALUES (?4, ?1, ?2, ?3, 0, 0, 0, 0, 0, 1)",
+        )?
+        .execute(params![key.client, key.sender, key.recipient, seq])?;
+        self.triplets.insert(key.clone(), Slot { seq, value: None });
+        Ok(())
+    }
+
+    pub fn put_client(&mut self, conn: &Connection, c: &ClientRecord) -> rusqlite::Result<()> {
+        let seq = self.next_seq();
+        conn.prepare_cached(
+            "INSERT INTO client_log (seq, client, passes, last_counted, last_seen, expires_at) VALUES (?6, ?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![c.client, c.passes, c.last_counted, c.last_seen, c.expires_at, seq])?;
+        self.clients.insert(c.client.clone(), Slot { seq, value: Some(ClientTimes::of(c)) });
+        Ok(())
+    }
+
+    pub fn delete_client(&mut self, conn: &Connection, client: &str) -> rusqlite::Result<()> {
+        let seq = self.next_seq();
+        conn.prepare_cached(
+            "INSERT INTO client_log (seq, client, passes, last_counted, last_seen, expires_at, deleted) VALUES (?2, ?1, 0, 0, 0, 0, 1)",
+        )?
+        .execute(params![client, seq])?;
+        self.clients.insert(client.to_owned(), Slot { seq, value: None });
+        Ok(())
+    }
+}
+
+/// What a compaction step moved, to forget after COMMIT.
+#[derive(Debug, Default)]
+pub(super) struct Compacted {
+    triplets: Vec<TripletKey>,
+    triplet_upto: i64,
+    clients: Vec<String>,
+    client_upto: i64,
+}
+
+impl Compacted {
+    pub fn rows(&self) -> usize {
+        self.triplets.len() + self.clients.len()
+    }
+}
+
+/// The latest state of every key that has log rows.
+#[derive(Debug, Default)]
+pub(super) struct State {
+    triplets: HashMap<TripletKey, Slot<Times>>,
+    clients: HashMap<String, Slot<ClientTimes>>,
+    /// The last log sequence number applied (ours or others').
+    seq: i64,
+    /// `PRAGMA data_version` at our last look: unchanged means no other
+    /// connection committed since, so there is nothing to catch up on.
+    data_version: Option<i64>,
+}
+
+impl State {
+    /// Keys held in memory (one per key with log rows).
+    pub fn len(&self) -> usize {
+        self.triplets.len() + self.clients.len()
+    }
+
+    /// Apply log rows appended by others since our last look. Call at the
+    /// start of every transaction, with the transaction's connection (for a
+    /// write transaction, after the write lock is taken).
+    pub fn catch_up(&mut self, conn: &Connection) -> rusqlite::Result<()> {
+        let data_version: i64 = conn.prepare_cached("PRAGMA data_version")?.query_row([], |r| r.get(0))?;
+        if self.data_version == Some(data_version) {
+            return Ok(());
+        }
+        let last: i64 = conn
+            .prepare_cached(
+                "SELECT max((SELECT value FROM meta WHERE key = 'log_seq'),
+                            coalesce((SELECT max(seq) FROM triplet_log), 0),
+                            coalesce((SELECT max(seq) FROM client_log), 0))",
+            )?
+            .query_row([], |r| r.get(0))?;
+        if last > self.seq {
+            self.apply_log(conn, self.seq)?;
+            self.seq = last;
+        }
+        self.data_version = Some(data_version);
+        Ok(())
+    }
+
+    fn apply_log(&mut self, conn: &Connection, after: i64) -> rusqlite::Result<()> {
+        let mut stmt = conn.prepare_cached(
+            "SELECT seq, client, sender, recipient, first_seen, last_seen, passed_at, attempts, passes, expires_at, deleted
+             FROM triplet_log WHERE seq > ?1 ORDER BY seq",
+        )?;
+        let mut rows = stmt.query(params![after])?;
+        while let Some(r) = rows.next()? {
+            let seq: i64 = r.get(0)?;
+            let key = TripletKey { client: r.get(1)?, sender: r.get(2)?, recipient: r.get(3)? };
+            let deleted: bool = r.get(10)?;
+            let value = (!deleted)
+                .then(|| {
+                    Ok::<_, rusqlite::Error>(Times {
+                        first_seen: r.get(4)?,
+                        last_seen: r.get(5)?,
+                        passed_at: r.get(6)?,
+                        attempts: r.get(7)?,
+                        passes: r.get(8)?,
+                        expires_at: r.get(9)?,
+                    })
+                })
+                .transpose()?;
+            self.triplets.insert(key, Slot { seq, value });
+        }
+        let mut stmt = conn.prepare_cached(
+            "SELECT seq, client, passes, last_counted, last_seen, expires_at, deleted
+             FROM client_log WHERE seq > ?1 ORDER BY seq",
+        )?;
+        let mut rows = stmt.query(params![after])?;
+        while let Some(r) = rows.next()? {
+            let seq: i64 = r.get(0)?;
+            let client: String = r.get(1)?;
+            let deleted: bool = r.get(6)?;
+            let value = (!deleted)
+                .then(|| {
+                    Ok::<_, rusqlite::Error>(ClientTimes {
+                        passes: r.get(2)?,
+                        last_counted: r.get(3)?,
+                        last_seen: r.get(4)?,
+                        expires_at: r.get(5)?,
+                    })
+                })
+                .transpose()?;
+            self.clients.insert(client, Slot { seq, value });
+        }
+        Ok(())
+    }
+
+    /// Make a committed transaction's writes part of the mirror.
+    pub fn commit(&mut self, pending: Pending) {
+        self.seq = self.seq.max(pending.seq);
+        self.triplets.extend(pending.triplets);
+        self.clients.extend(pending.clients);
+    }
+
+    /// The current entry for `key`: staged write, then memory, then snapshot.
+    pub fn entry(&self, pending: &Pending, conn: &Connection, key: &TripletKey) -> rusqlite::Result<Option<Entry>> {
+        if let Some(slot) = pending.triplets.get(key).or_else(|| self.triplets.get(key)) {
+            return Ok(slot.value.map(|t| t.entry(key)));
+        }
+        conn.prepare_cached(
+            "SELECT first_seen, last_seen, passed_at, attempts, passes, expires_at
+             FROM triplets WHERE client = ?1 AND sender = ?2 AND recipient = ?3",
+        )?
+        .query_row(params![key.client, key.sender, key.recipient], |r| {
+            Ok(Entry {
+                key: key.clone(),
+                first_seen: r.get(0)?,
+                last_seen: r.get(1)?,
+                passed_at: r.get(2)?,
+                attempts: r.get(3)?,
+                passes: r.get(4)?,
+                expires_at: r.get(5)?,
+            })
+        })
+        .optional()
+    }
+
+    /// The current client record: staged write, then memory, then snapshot.
+    pub fn client(&self, pending: &Pending, conn: &Connection, client: &str) -> rusqlite::Result<Option<ClientRecord>> {
+        if let Some(slot) = pending.clients.get(client).or_else(|| self.clients.get(client)) {
+            return Ok(slot.value.map(|c| c.record(client)));
+        }
+        conn.prepare_cached("SELECT passes, last_counted, last_seen, expires_at FROM clients WHERE client = ?1")?
+            .query_row(params![client], |r| {
+                Ok(ClientRecord {
+                    client: client.to_owned(),
+                    passes: r.get(0)?,
+                    last_counted: r.get(1)?,
+                    last_seen: r.get(2)?,
+                    expires_at: r.get(3)?,
+                })
+            })
+            .optional()
+    }
+
+    /// Every current entry in key order (memory merged over the snapshot),
+    /// until `each` returns `false`.
+    pub fn scan_entries(&self, conn: &Connection, mut each: impl FnMut(Entry) -> bool) -> rusqlite::Result<()> {
+        let mut memory: Vec<(&TripletKey, &Times)> =
+            self.triplets.iter().filter_map(|(k, s)| s.value.as_ref().map(|t| (k, t))).collect();
+        memory.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let mut memory = memory.into_iter().peekable();
+        let mut stmt = conn.prepare(
+            "SELECT client, sender, recipient, first_seen, last_seen, passed_at, attempts, passes, expires_at
+             FROM triplets ORDER BY client, sender, recipient",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let e = Entry {
+                key: TripletKey { client: r.get(0)?, sender: r.get(1)?, recipient: r.get(2)? },
+                first_seen: r.get(3)?,
+                last_seen: r.get(4)?,
+                passed_at: r.get(5)?,
+                attempts: r.get(6)?,
+                passes: r.get(7)?,
+                expires_at: r.get(8)?,
+            };
+            while let Some((k, t)) = memory.next_if(|(k, _)| **k < e.key) {
+                if !each(t.entry(k)) {
+                    return Ok(());
+                }
+            }
+            // A key with log rows is shadowed; memory has its current state.
+            if self.triplets.contains_key(&e.key) {
+                continue;
+            }
+            if !each(e) {
+                return Ok(());
+            }
+        }
+        for (k, t) in memory {
+            if !each(t.entry(k)) {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Every current client record in key order, until `each` returns false.
+    pub fn scan_clients(&self, conn: &Connection, mut each: impl FnMut(ClientRecord) -> bool) -> rusqlite::Result<()> {
+        let mut memory: Vec<(&String, &ClientTimes)> =
+            self.clients.iter().filter_map(|(k, s)| s.value.as_ref().map(|t| (k, t))).collect();
+        memory.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let mut memory = memory.into_iter().peekable();
+        let mut stmt =
+            conn.prepare("SELECT client, passes, last_counted, last_seen, expires_at FROM clients ORDER BY client")?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let c = ClientRecord {
+                client: r.get(0)?,
+                passes: r.get(1)?,
+                last_counted: r.get(2)?,
+                last_seen: r.get(3)?,
+                expires_at: r.get(4)?,
+            };
+            while let Some((k, t)) = memory.next_if(|(k, _)| **k < c.client) {
+                if !each(t.record(k)) {
+                    return Ok(());
+                }
+            }
+            if self.clients.contains_key(&c.client) {
+                continue;
+            }
+            if !each(c) {
+                return Ok(());
+            }
+        }
+        for (k, t) in memory {
+            if !each(t.record(k)) {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Delete at most `limit` records that expired before `cutoff` (all
+    /// records when `None`): snapshot rows without log rows directly, keys
+    /// in memory by a tombstone. Returns how many were deleted.
+    pub fn delete_expired(
+        &self,
+        pending: &mut Pending,
+        conn: &Connection,
+        limit: usize,
+        cutoff: Option<i64>,
+    ) -> rusqlite::Result<usize> {
+        let doomed = |expires_at: i64| cutoff.is_none_or(|c| expires_at < c);
+        let mut done = 0;
+        let condition = if cutoff.is_some() { "WHERE expires_at < ?1" } else { "WHERE ?1 IS NULL" };
+
+        let mut victims = Vec::new();
+        {
+            let mut stmt =
+                conn.prepare_cached(&format!("SELECT client, sender, recipient FROM triplets {condition}"))?;
+            let mut rows = stmt.query(params![cutoff])?;
+            while victims.len() < limit {
+                let Some(r) = rows.next()? else { break };
+                let key = TripletKey { client: r.get(0)?, sender: r.get(1)?, recipient: r.get(2)? };
+                if !self.triplets.contains_key(&key) {
+                    victims.push(key);
+                }
+            }
+        }
+        for key in &victims {
+            conn.prepare_cached("DELETE FROM triplets WHERE client = ?1 AND sender = ?2 AND recipient = ?3")?
+                .execute(params![key.client, key.sender, key.recipient])?;
+        }
+        done += victims.len();
+        let doomed_memory: Vec<TripletKey> = self
+            .triplets
+            .iter()
+            .filter(|(k, s)| s.value.is_some_and(|t| doomed(t.expires_at)) && !pending.triplets.contains_key(*k))
+            .map(|(k, _)| k.clone())
+            .take(limit - done)
+            .collect();
+        for key in &doomed_memory {
+            pending.delete_entry(conn, key)?;
+        }
+        done += doomed_memory.len();
+
+        let mut clients = Vec::new();
+        {
+            let mut stmt = conn.prepare_cached(&format!("SELECT client FROM clients {condition}"))?;
+            let mut rows = stmt.query(params![cutoff])?;
+            while done + clients.len() < limit {
+                let Some(r) = rows.next()? else { break };
+                let client: String = r.get(0)?;
+                if !self.clients.contains_key(&client) {
+                    clients.push(client);
+                }
+            }
+        }
+        for client in &clients {
+            conn.prepare_cached("DELETE FROM clients WHERE client = ?1")?.execute(params![client])?;
+        }
+        done += clients.len();
+        let doomed_clients: Vec<String> = self
+            .clients
+            .iter()
+            .filter(|(k, s)| s.value.is_some_and(|t| doomed(t.expires_at)) && !pending.clients.contains_key(*k))
+            .map(|(k, _)| k.clone())
+            .take(limit - done)
+            .collect();
+        for client in &doomed_clients {
+            pending.delete_client(conn, client)?;
+        }
+        Ok(done + doomed_clients.len())
+    }
+
+    /// Move up to `limit` of the oldest log rows of each table into the
+    /// snapshot, in key order, and delete them. Call [`State::forget`]
+    /// with the result after COMMIT.
+    pub fn compact(&self, conn: &Connection, limit: usize) -> rusqlite::Result<Compacted> {
+        let mut out = Compacted::default();
+        let mut keys: Vec<TripletKey> = Vec::new();
+        {
+            let mut stmt =
+                conn.prepare_cached("SELECT seq, client, sender, recipient FROM triplet_log ORDER BY seq LIMIT ?1")?;
+            let mut rows = stmt.query(params![limit as i64])?;
+            while let Some(r) = rows.next()? {
+                out.triplet_upto = r.get(0)?;
+                keys.push(TripletKey { client: r.get(1)?, sender: r.get(2)?, recipient: r.get(3)? });
+            }
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        for key in &keys {
+            // Caught up, so every logged key is in memory.
+            match self.triplets.get(key).and_then(|s| s.value) {
+                Some(t) => super::writer::upsert_entry(conn, &t.entry(key))?,
+                None => {
+                    conn.prepare_cached("DELETE FROM triplets WHERE client = ?1 AND sender = ?2 AND recipient = ?3")?
+                        .execute(params![key.client, key.sender, key.recipient])?;
+                }
+            }
+        }
+        if !keys.is_empty() {
+            conn.prepare_cached("DELETE FROM triplet_log WHERE seq <= ?1")?.execute(params![out.triplet_upto])?;
+        }
+        out.triplets = keys;
+
+        let mut clients: Vec<String> = Vec::new();
+        {
+            let mut stmt = conn.prepare_cached("SELECT seq, client FROM client_log ORDER BY seq LIMIT ?1")?;
+            let mut rows = stmt.query(params![limit as i64])?;
+            while let Some(r) = rows.next()? {
+                out.client_upto = r.get(0)?;
+                clients.push(r.get(1)?);
+            }
+        }
+        clients.sort_unstable();
+        clients.dedup();
+        for client in &clients {
+            match self.clients.get(client).and_then(|s| s.value) {
+                Some(t) => super::writer::upsert_client(conn, &t.record(client))?,
+                None => {
+                    conn.prepare_cached("DELETE FROM clients WHERE client = ?1")?.execute(params![client])?;
+                }
+            }
+        }
+        if !clients.is_empty() {
+            conn.prepare_cached("DELETE FROM client_log WHERE seq <= ?1")?.execute(params![out.client_upto])?;
+        }
+        out.clients = clients;
+        // Sequence numbers must never be reused, even when the logs empty.
+        let upto = out.triplet_upto.max(out.client_upto);
+        if upto > 0 {
+            conn.prepare_cached("UPDATE meta SET value = max(value, ?1) WHERE key = 'log_seq'")?
+                .execute(params![upto])?;
+        }
+        Ok(out)
+    }
+
+    /// After a committed compaction: keys whose latest log row was moved
+    /// leave memory; keys logged again since stay.
+    pub fn forget(&mut self, compacted: Compacted) {
+        for key in compacted.triplets {
+            if self.triplets.get(&key).is_some_and(|s| s.seq <= compacted.triplet_upto) {
+                self.triplets.remove(&key);
+            }
+        }
+        for client in compacted.clients {
+            if self.clients.get(&client).is_some_and(|s| s.seq <= compacted.client_upto) {
+                self.clients.remove(&client);
+            }
+        }
+    }
+}
