@@ -39,16 +39,12 @@ pub fn normalize_recipient(raw: &str) -> String {
 
 /// The domain of an address (after the last `@`), if any.
 pub fn domain_of(addr: &str) -> Option<&str> {
-    addr.rsplit_once('@')
-        .map(|(_, d)| d)
-        .filter(|d| !d.is_empty())
+    addr.rsplit_once('@').map(|(_, d)| d).filter(|d| !d.is_empty())
 }
 
 fn strip_brackets(raw: &str) -> &str {
     let s = raw.trim();
-    s.strip_prefix('<')
-        .and_then(|s| s.strip_suffix('>'))
-        .unwrap_or(s)
+    s.strip_prefix('<').and_then(|s| s.strip_suffix('>')).unwrap_or(s)
 }
 
 /// `SRS0=HHH=TT=orig-domain=orig-local@forwarder` and
@@ -104,9 +100,8 @@ fn mask_counters(local: &str) -> String {
     let mut word_start = None;
     let flush = |out: &mut String, word: &str| {
         let all_digits = word.bytes().all(|b| b.is_ascii_digit());
-        let hex_counter = word.len() >= 8
-            && word.bytes().all(|b| b.is_ascii_hexdigit())
-            && word.bytes().any(|b| b.is_ascii_digit());
+        let hex_counter =
+            word.len() >= 8 && word.bytes().all(|b| b.is_ascii_hexdigit()) && word.bytes().any(|b| b.is_ascii_digit());
         if all_digits || hex_counter {
             out.push('#');
         } else {
@@ -145,30 +140,15 @@ mod tests {
             ("prvs=1234abcdef=alice@example.org", "alice@example.org"),
             ("prvs=alice=1234abcdef@example.org", "alice@example.org"),
             // SRS0 and SRS1 unwrap to the original sender.
-            (
-                "SRS0=HhH=TT=example.org=alice@forwarder.example",
-                "alice@example.org",
-            ),
-            (
-                "srs0+HhH=TT=example.org=alice@forwarder.example",
-                "alice@example.org",
-            ),
-            (
-                "SRS1=X=first.example==HhH=TT=example.org=alice@second.example",
-                "alice@example.org",
-            ),
+            ("SRS0=HhH=TT=example.org=alice@forwarder.example", "alice@example.org"),
+            ("srs0+HhH=TT=example.org=alice@forwarder.example", "alice@example.org"),
+            ("SRS1=X=first.example==HhH=TT=example.org=alice@second.example", "alice@example.org"),
             ("SRS0=HhH=TT=example.org=a=b@fw.example", "a=b@example.org"),
             // Broken SRS stays as it is (lower-cased).
             ("SRS0=only@fw.example", "srs0=only@fw.example"),
             // VERP counters.
-            (
-                "bounce-12345-bob=example.net@lists.example.org",
-                "bounce-#-bob=example.net@lists.example.org",
-            ),
-            (
-                "bounces-ce9f2a41b7@mail.example.com",
-                "bounces-#@mail.example.com",
-            ),
+            ("bounce-12345-bob=example.net@lists.example.org", "bounce-#-bob=example.net@lists.example.org"),
+            ("bounces-ce9f2a41b7@mail.example.com", "bounces-#@mail.example.com"),
             ("user123@example.org", "user123@example.org"),
             ("deadbeef@example.org", "deadbeef@example.org"),
             ("msg.2024.11.21@example.org", "msg.#.#.#@example.org"),
@@ -184,10 +164,7 @@ mod tests {
 
     #[test]
     fn recipients_and_domains() {
-        assert_eq!(
-            normalize_recipient("<Bob+Tag@Example.NET>"),
-            "bob+tag@example.net"
-        );
+        assert_eq!(normalize_recipient("<Bob+Tag@Example.NET>"), "bob+tag@example.net");
         assert_eq!(domain_of("bob@example.net"), Some("example.net"));
         assert_eq!(domain_of("a@b@c.example"), Some("c.example"));
         assert_eq!(domain_of("nodomain"), None);

@@ -14,8 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use greygate_store::{
-    AutoWhitelist, DecideRequest, Decision, ListEntry, ListKind, ListTarget, Store, StoreError,
-    Timestamp, TripletKey,
+    AutoWhitelist, DecideRequest, Decision, ListEntry, ListKind, ListTarget, Store, StoreError, Timestamp, TripletKey,
 };
 
 use crate::address::{normalize_recipient, normalize_sender};
@@ -110,11 +109,7 @@ pub struct Engine {
 impl Engine {
     /// Build an engine with the policy's static lists; call
     /// [`Engine::refresh_lists`] to add the store's entries.
-    pub fn new(
-        store: Arc<dyn Store>,
-        policy: Policy,
-        checks: Vec<Arc<dyn Check>>,
-    ) -> Result<Engine, PatternError> {
+    pub fn new(store: Arc<dyn Store>, policy: Policy, checks: Vec<Arc<dyn Check>>) -> Result<Engine, PatternError> {
         let lists = compile(&policy, &[])?;
         Ok(Engine {
             store,
@@ -156,8 +151,7 @@ impl Engine {
         }
         let entries = self.store.list_entries().await?;
         let mut cache = self.store_lists.lock().unwrap_or_else(|p| p.into_inner());
-        let lists = compile(&self.policy.load(), &entries)
-            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let lists = compile(&self.policy.load(), &entries).map_err(|e| StoreError::Invalid(e.to_string()))?;
         self.lists.store(Arc::new(lists));
         *cache = (Some(version), entries);
         Ok(true)
@@ -221,9 +215,7 @@ impl Engine {
         let mut trace = Tracer(trace);
 
         if !matches!(facts.stage, Stage::Rcpt | Stage::Data) {
-            trace.note("stage", || {
-                format!("{}: greygate decides at rcpt and data only", facts.stage)
-            });
+            trace.note("stage", || format!("{}: greygate decides at rcpt and data only", facts.stage));
             return Verdict::accept(Reason::Stage(facts.stage));
         }
         trace.note("stage", || facts.stage.to_string());
@@ -285,11 +277,7 @@ impl Engine {
         let (settings, applied) = policy.rules.resolve(&policy.defaults, &who);
         let rules: Vec<String> = applied.iter().map(|r| (*r).to_owned()).collect();
         trace.note("rules", || {
-            if rules.is_empty() {
-                "none apply".into()
-            } else {
-                format!("applied {}", rules.join(", "))
-            }
+            if rules.is_empty() { "none apply".into() } else { format!("applied {}", rules.join(", ")) }
         });
         trace.with(|t| {
             t.settings = Some(settings.clone());
@@ -303,12 +291,7 @@ impl Engine {
         let mut skip: Option<&CheckResult> = None;
         let mut force = false;
         for r in &results {
-            trace.note("check", || {
-                format!(
-                    "{} {} (score {:+}) {}",
-                    r.check, r.result, r.score, r.detail
-                )
-            });
+            trace.note("check", || format!("{} {} (score {:+}) {}", r.check, r.result, r.score, r.detail));
             let refuse = match &r.effect {
                 Effect::Reject(reply) => Some(Action::Reject(reply.clone())),
                 Effect::Defer(reply) => Some(Action::Defer(reply.clone())),
@@ -323,12 +306,7 @@ impl Engine {
                 Effect::None => None,
             };
             if let Some(action) = refuse {
-                let verdict = Verdict {
-                    action,
-                    headers: Vec::new(),
-                    reason: check_reason(r),
-                    learning: false,
-                };
+                let verdict = Verdict { action, headers: Vec::new(), reason: check_reason(r), learning: false };
                 trace.with(|t| t.checks = results.clone());
                 return learn(verdict, settings.learning);
             }
@@ -367,18 +345,12 @@ impl Engine {
             now,
         };
         let explaining = trace.0.is_some();
-        let result = if explaining {
-            self.store.peek(&req).await
-        } else {
-            self.store.decide(&req).await
-        };
+        let result = if explaining { self.store.peek(&req).await } else { self.store.decide(&req).await };
         let decision = match result {
             Ok(d) => d,
             Err(e) => {
                 trace.note("store", || format!("failed: {e}"));
-                let reason = Reason::StoreFailure {
-                    error: e.to_string(),
-                };
+                let reason = Reason::StoreFailure { error: e.to_string() };
                 return if policy.fail_open {
                     Verdict::accept(reason)
                 } else {
@@ -405,25 +377,12 @@ impl Engine {
             if let (greygate_store::Outcome::FirstPass { delayed }, Some(header), false) =
                 (outcome, &policy.header, settings.learning)
             {
-                let vars = Vars {
-                    delayed: Some(delayed),
-                    date: Some(rfc5322_date(now)),
-                    ..vars
-                };
+                let vars = Vars { delayed: Some(delayed), date: Some(rfc5322_date(now)), ..vars };
                 headers.insert(0, header.render(&vars));
             }
-            return Verdict {
-                action: Action::Accept,
-                headers,
-                reason,
-                learning: false,
-            };
+            return Verdict { action: Action::Accept, headers, reason, learning: false };
         }
-        let vars = Vars {
-            remaining: outcome.remaining(&settings.timers),
-            delay: Some(settings.timers.delay),
-            ..vars
-        };
+        let vars = Vars { remaining: outcome.remaining(&settings.timers), delay: Some(settings.timers.delay), ..vars };
         let verdict = Verdict {
             action: Action::Defer(policy.greylist_reply.render(&vars)),
             headers: Vec::new(),
@@ -452,23 +411,14 @@ impl Tracer<'_> {
 }
 
 fn check_reason(r: &CheckResult) -> Reason {
-    Reason::Check {
-        check: r.check.clone(),
-        result: r.result.clone(),
-        detail: r.detail.clone(),
-    }
+    Reason::Check { check: r.check.clone(), result: r.result.clone(), detail: r.detail.clone() }
 }
 
 /// In learning mode a refusal becomes acceptance; the reason still says
 /// what would have happened.
 fn learn(verdict: Verdict, learning: bool) -> Verdict {
     if learning && verdict.action != Action::Accept {
-        Verdict {
-            action: Action::Accept,
-            headers: Vec::new(),
-            learning: true,
-            ..verdict
-        }
+        Verdict { action: Action::Accept, headers: Vec::new(), learning: true, ..verdict }
     } else {
         verdict
     }
@@ -491,10 +441,7 @@ fn compile(policy: &Policy, store_entries: &[ListEntry]) -> Result<Lists, Patter
 pub fn rfc5322_date(now: Timestamp) -> String {
     time::OffsetDateTime::from_unix_timestamp(now)
         .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc2822)
-                .ok()
-        })
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc2822).ok())
         .unwrap_or_default()
 }
 

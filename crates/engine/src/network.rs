@@ -1,7 +1,7 @@
 //! Client addresses: the network part of the greylisting key, and fast
 //! membership tests for CIDR lists.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -17,18 +17,12 @@ pub struct NetworkKeying {
 
 impl Default for NetworkKeying {
     fn default() -> Self {
-        NetworkKeying {
-            ipv4_prefix: 24,
-            ipv6_prefix: 64,
-        }
+        NetworkKeying { ipv4_prefix: 24, ipv6_prefix: 64 }
     }
 }
 
 impl NetworkKeying {
-    pub const EXACT: NetworkKeying = NetworkKeying {
-        ipv4_prefix: 32,
-        ipv6_prefix: 128,
-    };
+    pub const EXACT: NetworkKeying = NetworkKeying { ipv4_prefix: 32, ipv6_prefix: 128 };
 
     /// `192.0.2.0/24`, `2001:db8:1:2::/64`, or the bare address when the
     /// prefix covers all of it. IPv4-mapped IPv6 addresses count as IPv4.
@@ -67,19 +61,12 @@ impl<T> NetSet<T> {
         let net = canonical_net(net).trunc();
         let v4 = matches!(net, IpNet::V4(_));
         let len = net.prefix_len();
-        let slot = match self
-            .by_len
-            .iter()
-            .position(|(l, is_v4, _)| *l == len && *is_v4 == v4)
-        {
+        let slot = match self.by_len.iter().position(|(l, is_v4, _)| *l == len && *is_v4 == v4) {
             Some(i) => i,
             None => {
-                self.by_len.push((len, v4, HashMap::new()));
+                self.by_len.push((len, v4, HashMap::default()));
                 self.by_len.sort_by(|a, b| b.0.cmp(&a.0));
-                self.by_len
-                    .iter()
-                    .position(|(l, is_v4, _)| *l == len && *is_v4 == v4)
-                    .expect("just added")
+                self.by_len.iter().position(|(l, is_v4, _)| *l == len && *is_v4 == v4).expect("just added")
             }
         };
         self.by_len[slot].2.entry(net).or_insert(value);
@@ -89,13 +76,10 @@ impl<T> NetSet<T> {
     pub fn lookup(&self, ip: IpAddr) -> Option<(IpNet, &T)> {
         let ip = ip.to_canonical();
         let v4 = ip.is_ipv4();
-        self.by_len
-            .iter()
-            .filter(|(_, is_v4, _)| *is_v4 == v4)
-            .find_map(|(len, _, nets)| {
-                let net = IpNet::new(ip, *len).ok()?.trunc();
-                nets.get(&net).map(|v| (net, v))
-            })
+        self.by_len.iter().filter(|(_, is_v4, _)| *is_v4 == v4).find_map(|(len, _, nets)| {
+            let net = IpNet::new(ip, *len).ok()?.trunc();
+            nets.get(&net).map(|v| (net, v))
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -131,14 +115,7 @@ mod tests {
             ("2001:db8:1:2:3:4:5:6", k, "2001:db8:1:2::/64"),
             ("192.0.2.10", NetworkKeying::EXACT, "192.0.2.10"),
             ("2001:db8::1", NetworkKeying::EXACT, "2001:db8::1"),
-            (
-                "198.51.100.77",
-                NetworkKeying {
-                    ipv4_prefix: 19,
-                    ipv6_prefix: 48,
-                },
-                "198.51.96.0/19",
-            ),
+            ("198.51.100.77", NetworkKeying { ipv4_prefix: 19, ipv6_prefix: 48 }, "198.51.96.0/19"),
         ];
         for (ip, keying, want) in cases {
             assert_eq!(keying.key(ip.parse().unwrap()), want, "{ip}");
@@ -153,26 +130,14 @@ mod tests {
         set.insert("10.1.2.3/32".parse().unwrap(), "host");
         set.insert("2001:db8::/32".parse().unwrap(), "v6");
         set.insert("::ffff:203.0.113.0/120".parse().unwrap(), "mapped");
-        let find = |ip: &str| {
-            set.lookup(ip.parse().unwrap())
-                .map(|(n, v)| (n.to_string(), *v))
-        };
+        let find = |ip: &str| set.lookup(ip.parse().unwrap()).map(|(n, v)| (n.to_string(), *v));
         assert_eq!(find("10.1.2.3"), Some(("10.1.2.3/32".into(), "host")));
         assert_eq!(find("10.1.2.4"), Some(("10.1.2.0/24".into(), "narrow")));
         assert_eq!(find("10.9.9.9"), Some(("10.0.0.0/8".into(), "wide")));
         assert_eq!(find("11.0.0.1"), None);
-        assert_eq!(
-            find("2001:db8:ffff::1"),
-            Some(("2001:db8::/32".into(), "v6"))
-        );
-        assert_eq!(
-            find("203.0.113.9"),
-            Some(("203.0.113.0/24".into(), "mapped"))
-        );
-        assert_eq!(
-            find("::ffff:10.1.2.3"),
-            Some(("10.1.2.3/32".into(), "host"))
-        );
+        assert_eq!(find("2001:db8:ffff::1"), Some(("2001:db8::/32".into(), "v6")));
+        assert_eq!(find("203.0.113.9"), Some(("203.0.113.0/24".into(), "mapped")));
+        assert_eq!(find("::ffff:10.1.2.3"), Some(("10.1.2.3/32".into(), "host")));
         assert_eq!(set.len(), 5);
     }
 }

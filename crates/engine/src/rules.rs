@@ -15,9 +15,7 @@
 
 use greygate_store::Timers;
 
-use crate::lists::{
-    AddressList, AddressPattern, ClientList, ClientPattern, Origin, PatternError, Source, Who,
-};
+use crate::lists::{AddressList, AddressPattern, ClientList, ClientPattern, Origin, PatternError, Source, Who};
 
 /// The greylisting settings in effect for one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,17 +93,9 @@ struct Rule {
 
 impl Rule {
     fn matches(&self, who: &Who<'_>) -> bool {
-        self.client
-            .as_ref()
-            .is_none_or(|c| c.find(who.ip, who.client_name).is_some())
-            && self
-                .sender
-                .as_ref()
-                .is_none_or(|l| who.sender.is_some_and(|a| l.find(a).is_some()))
-            && self
-                .recipient
-                .as_ref()
-                .is_none_or(|l| who.recipient.is_some_and(|a| l.find(a).is_some()))
+        self.client.as_ref().is_none_or(|c| c.find(who.ip, who.client_name).is_some())
+            && self.sender.as_ref().is_none_or(|l| who.sender.is_some_and(|a| l.find(a).is_some()))
+            && self.recipient.as_ref().is_none_or(|l| who.recipient.is_some_and(|a| l.find(a).is_some()))
     }
 }
 
@@ -119,14 +109,8 @@ pub struct Rules {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RuleError {
     #[error("rule {rule:?}: {field}: {error}")]
-    Pattern {
-        rule: String,
-        field: &'static str,
-        error: PatternError,
-    },
-    #[error(
-        "rule {0:?} has no client, sender or recipient selector; change the [greylist] defaults instead"
-    )]
+    Pattern { rule: String, field: &'static str, error: PatternError },
+    #[error("rule {0:?} has no client, sender or recipient selector; change the [greylist] defaults instead")]
     NoSelector(String),
 }
 
@@ -134,15 +118,8 @@ impl Rules {
     pub fn new(specs: &[RuleSpec]) -> Result<Rules, RuleError> {
         let mut rules = Vec::with_capacity(specs.len());
         for (position, spec) in specs.iter().enumerate() {
-            let bad = |field, error| RuleError::Pattern {
-                rule: spec.name.clone(),
-                field,
-                error,
-            };
-            let source = |pattern: &str| Source {
-                pattern: pattern.to_owned(),
-                origin: Origin::Config,
-            };
+            let bad = |field, error| RuleError::Pattern { rule: spec.name.clone(), field, error };
+            let source = |pattern: &str| Source { pattern: pattern.to_owned(), origin: Origin::Config };
             let mut client_rank = (0, 0);
             let client = spec
                 .client
@@ -170,10 +147,7 @@ impl Rules {
             let (mut sender_rank, mut recipient_rank) = ((0, 0), (0, 0));
             let sender = address("sender", spec.sender.as_deref(), &mut sender_rank)?;
             let recipient = address("recipient", spec.recipient.as_deref(), &mut recipient_rank)?;
-            let selectors = [client.is_some(), sender.is_some(), recipient.is_some()]
-                .iter()
-                .filter(|s| **s)
-                .count();
+            let selectors = [client.is_some(), sender.is_some(), recipient.is_some()].iter().filter(|s| **s).count();
             if selectors == 0 {
                 return Err(RuleError::NoSelector(spec.name.clone()));
             }
@@ -183,13 +157,7 @@ impl Rules {
                 sender,
                 recipient,
                 overrides: spec.overrides.clone(),
-                order: (
-                    selectors as u8,
-                    recipient_rank,
-                    sender_rank,
-                    client_rank,
-                    position,
-                ),
+                order: (selectors as u8, recipient_rank, sender_rank, client_rank, position),
             });
         }
         rules.sort_by_key(|r| r.order);
@@ -232,14 +200,8 @@ fn client_specificity(p: &ClientPattern) -> Rank {
 fn address_specificity(p: &AddressPattern) -> Rank {
     match p {
         AddressPattern::Regex(_) => (1, 0),
-        AddressPattern::Domain {
-            name,
-            subdomains: true,
-        } => (2, labels(name)),
-        AddressPattern::Domain {
-            name,
-            subdomains: false,
-        } => (3, labels(name)),
+        AddressPattern::Domain { name, subdomains: true } => (2, labels(name)),
+        AddressPattern::Domain { name, subdomains: false } => (3, labels(name)),
         AddressPattern::LocalPart(_) => (4, 0),
         AddressPattern::Address { .. } | AddressPattern::Null => (5, 0),
     }
@@ -253,22 +215,12 @@ mod tests {
         Settings {
             greylist: true,
             learning: false,
-            timers: Timers {
-                delay: 300,
-                retry_window: 172800,
-                pass_lifetime: 3110400,
-            },
+            timers: Timers { delay: 300, retry_window: 172800, pass_lifetime: 3110400 },
             auto_whitelist_after: 5,
         }
     }
 
-    fn rule(
-        name: &str,
-        client: Option<&str>,
-        sender: Option<&str>,
-        recipient: Option<&str>,
-        o: Overrides,
-    ) -> RuleSpec {
+    fn rule(name: &str, client: Option<&str>, sender: Option<&str>, recipient: Option<&str>, o: Overrides) -> RuleSpec {
         RuleSpec {
             name: name.into(),
             client: client.map(Into::into),
@@ -279,52 +231,30 @@ mod tests {
     }
 
     fn delay(d: i64) -> Overrides {
-        Overrides {
-            delay: Some(d),
-            ..Overrides::default()
-        }
+        Overrides { delay: Some(d), ..Overrides::default() }
     }
 
     #[test]
     fn most_specific_rule_wins_per_setting() {
         let specs = [
             // Written first but most specific: applies last.
-            rule(
-                "sales address",
-                None,
-                None,
-                Some("sales@shop.example"),
-                delay(10),
-            ),
+            rule("sales address", None, None, Some("sales@shop.example"), delay(10)),
             rule(
                 "shop domain",
                 None,
                 None,
                 Some("shop.example"),
-                Overrides {
-                    delay: Some(60),
-                    learning: Some(true),
-                    ..Overrides::default()
-                },
+                Overrides { delay: Some(60), learning: Some(true), ..Overrides::default() },
             ),
             rule(
                 "partner net",
                 Some("203.0.113.0/24"),
                 None,
                 None,
-                Overrides {
-                    greylist: Some(false),
-                    ..Overrides::default()
-                },
+                Overrides { greylist: Some(false), ..Overrides::default() },
             ),
             rule("partner host", Some("203.0.113.7"), None, None, delay(1)),
-            rule(
-                "partner to shop",
-                Some("203.0.113.0/24"),
-                None,
-                Some("shop.example"),
-                delay(2),
-            ),
+            rule("partner to shop", Some("203.0.113.0/24"), None, Some("shop.example"), delay(2)),
         ];
         let rules = Rules::new(&specs).unwrap();
         let who = |ip: &'static str, rcpt: &'static str| Who {
@@ -334,60 +264,18 @@ mod tests {
             recipient: Some(rcpt),
         };
         let cases: Vec<(Who<'_>, i64, bool, bool, Vec<&str>)> = vec![
-            (
-                who("192.0.2.1", "x@elsewhere.example"),
-                300,
-                true,
-                false,
-                vec![],
-            ),
-            (
-                who("192.0.2.1", "x@shop.example"),
-                60,
-                true,
-                true,
-                vec!["shop domain"],
-            ),
-            (
-                who("192.0.2.1", "sales@shop.example"),
-                10,
-                true,
-                true,
-                vec!["shop domain", "sales address"],
-            ),
-            (
-                who("192.0.2.1", "SALES+x@Shop.Example"),
-                10,
-                true,
-                true,
-                vec!["shop domain", "sales address"],
-            ),
-            (
-                who("203.0.113.9", "x@elsewhere.example"),
-                300,
-                false,
-                false,
-                vec!["partner net"],
-            ),
-            (
-                who("203.0.113.7", "x@elsewhere.example"),
-                1,
-                false,
-                false,
-                vec!["partner net", "partner host"],
-            ),
+            (who("192.0.2.1", "x@elsewhere.example"), 300, true, false, vec![]),
+            (who("192.0.2.1", "x@shop.example"), 60, true, true, vec!["shop domain"]),
+            (who("192.0.2.1", "sales@shop.example"), 10, true, true, vec!["shop domain", "sales address"]),
+            (who("192.0.2.1", "SALES+x@Shop.Example"), 10, true, true, vec!["shop domain", "sales address"]),
+            (who("203.0.113.9", "x@elsewhere.example"), 300, false, false, vec!["partner net"]),
+            (who("203.0.113.7", "x@elsewhere.example"), 1, false, false, vec!["partner net", "partner host"]),
             (
                 who("203.0.113.7", "sales@shop.example"),
                 2,
                 false,
                 true,
-                vec![
-                    "partner net",
-                    "partner host",
-                    "shop domain",
-                    "sales address",
-                    "partner to shop",
-                ],
+                vec!["partner net", "partner host", "shop domain", "sales address", "partner to shop"],
             ),
         ];
         for (w, want_delay, want_greylist, want_learning, want_applied) in cases {
@@ -417,12 +305,8 @@ mod tests {
         };
         assert_eq!(rules.resolve(&defaults(), &who).0.timers.delay, 2);
 
-        let err =
-            Rules::new(&[rule("broken", Some("300.1.2.3"), None, None, delay(1))]).unwrap_err();
-        assert!(
-            err.to_string().starts_with("rule \"broken\": client:"),
-            "{err}"
-        );
+        let err = Rules::new(&[rule("broken", Some("300.1.2.3"), None, None, delay(1))]).unwrap_err();
+        assert!(err.to_string().starts_with("rule \"broken\": client:"), "{err}");
         let err = Rules::new(&[rule("empty", None, None, None, delay(1))]).unwrap_err();
         assert_eq!(err, RuleError::NoSelector("empty".into()));
     }

@@ -110,15 +110,10 @@ impl Template {
                 return Err(TemplateError::Unclosed(s.into()));
             };
             let name = &rest[..end];
-            let field = Field::ALL
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, f)| *f)
-                .ok_or_else(|| {
-                    let known: Vec<_> =
-                        Field::ALL.iter().map(|(n, _)| format!("{{{n}}}")).collect();
-                    TemplateError::Unknown(name.into(), known.join(" "))
-                })?;
+            let field = Field::ALL.iter().find(|(n, _)| *n == name).map(|(_, f)| *f).ok_or_else(|| {
+                let known: Vec<_> = Field::ALL.iter().map(|(n, _)| format!("{{{n}}}")).collect();
+                TemplateError::Unknown(name.into(), known.join(" "))
+            })?;
             if !text.is_empty() {
                 parts.push(Part::Text(std::mem::take(&mut text)));
             }
@@ -129,42 +124,38 @@ impl Template {
         if !text.is_empty() {
             parts.push(Part::Text(text));
         }
-        Ok(Template {
-            parts,
-            source: s.into(),
-        })
+        Ok(Template { parts, source: s.into() })
     }
 
     pub fn render(&self, vars: &Vars<'_>) -> String {
-        let mut out = String::new();
+        use std::fmt::Write;
+        // Values come from clients; never let them break a reply line.
+        fn push_clean(out: &mut String, s: &str) {
+            out.extend(s.chars().map(|c| if matches!(c, '\r' | '\n' | '\0') { ' ' } else { c }));
+        }
+        let mut out = String::with_capacity(self.source.len() + 32);
         for part in &self.parts {
             match part {
                 Part::Text(t) => out.push_str(t),
                 Part::Field(f) => {
-                    use std::fmt::Write;
                     let _ = match f {
                         Field::Remaining => write_opt(&mut out, vars.remaining),
                         Field::Delay => write_opt(&mut out, vars.delay),
                         Field::Delayed => write_opt(&mut out, vars.delayed),
-                        Field::Recipient => write!(out, "{}", vars.recipient.unwrap_or("")),
-                        Field::RecipientDomain => write!(
-                            out,
-                            "{}",
-                            vars.recipient
-                                .and_then(crate::address::domain_of)
-                                .unwrap_or("")
-                        ),
-                        Field::Sender => write!(out, "{}", vars.sender.unwrap_or("")),
-                        Field::Client => write!(out, "{}", vars.client.as_deref().unwrap_or("")),
-                        Field::Host => write!(out, "{}", vars.host.unwrap_or("")),
+                        Field::Recipient => Ok(push_clean(&mut out, vars.recipient.unwrap_or(""))),
+                        Field::RecipientDomain => {
+                            Ok(push_clean(&mut out, vars.recipient.and_then(crate::address::domain_of).unwrap_or("")))
+                        }
+                        Field::Sender => Ok(push_clean(&mut out, vars.sender.unwrap_or(""))),
+                        Field::Client => Ok(push_clean(&mut out, vars.client.as_deref().unwrap_or(""))),
+                        Field::Host => Ok(push_clean(&mut out, vars.host.unwrap_or(""))),
                         Field::Version => write!(out, "{}", env!("CARGO_PKG_VERSION")),
-                        Field::Date => write!(out, "{}", vars.date.as_deref().unwrap_or("")),
+                        Field::Date => Ok(push_clean(&mut out, vars.date.as_deref().unwrap_or(""))),
                     };
                 }
             }
         }
-        // Values come from clients; never let them break a reply line.
-        out.replace(['\r', '\n', '\0'], " ")
+        out
     }
 
     pub fn as_str(&self) -> &str {
@@ -242,10 +233,7 @@ impl ReplyTemplate {
             ReplyClass::Permanent => (500..600, "a 5xx code"),
         };
         if !expected.0.contains(&code) {
-            return Err(TemplateError::WrongClass {
-                code,
-                expected: expected.1,
-            });
+            return Err(TemplateError::WrongClass { code, expected: expected.1 });
         }
         let rest = rest.trim_start();
         let (status, text) = match rest.split_once(' ').unwrap_or((rest, "")) {
@@ -255,24 +243,13 @@ impl ReplyTemplate {
         if let Some(st) = &status
             && !st.starts_with(char::from(b'0' + (code / 100) as u8))
         {
-            return Err(TemplateError::StatusMismatch {
-                code,
-                status: st.clone(),
-            });
+            return Err(TemplateError::StatusMismatch { code, status: st.clone() });
         }
-        Ok(ReplyTemplate {
-            code,
-            status,
-            text: Template::parse(text)?,
-        })
+        Ok(ReplyTemplate { code, status, text: Template::parse(text)? })
     }
 
     pub fn render(&self, vars: &Vars<'_>) -> Reply {
-        Reply {
-            code: self.code,
-            status: self.status.clone(),
-            text: self.text.render(vars),
-        }
+        Reply { code: self.code, status: self.status.clone(), text: self.text.render(vars) }
     }
 }
 
@@ -308,69 +285,28 @@ mod tests {
 
     #[test]
     fn templates_render_and_validate() {
-        let t = Template::parse("try again in {remaining}s to {recipient_domain} {{literal}} }")
-            .unwrap();
-        let vars = Vars {
-            remaining: Some(42),
-            recipient: Some("bob@example.net"),
-            ..Vars::default()
-        };
-        assert_eq!(
-            t.render(&vars),
-            "try again in 42s to example.net {literal} }"
-        );
-        assert!(matches!(
-            Template::parse("{nope}"),
-            Err(TemplateError::Unknown(..))
-        ));
-        assert!(matches!(
-            Template::parse("{remaining"),
-            Err(TemplateError::Unclosed(_))
-        ));
+        let t = Template::parse("try again in {remaining}s to {recipient_domain} {{literal}} }").unwrap();
+        let vars = Vars { remaining: Some(42), recipient: Some("bob@example.net"), ..Vars::default() };
+        assert_eq!(t.render(&vars), "try again in 42s to example.net {literal} }");
+        assert!(matches!(Template::parse("{nope}"), Err(TemplateError::Unknown(..))));
+        assert!(matches!(Template::parse("{remaining"), Err(TemplateError::Unclosed(_))));
         assert_eq!(Template::parse("a\nb"), Err(TemplateError::LineBreak));
-        let evil = Vars {
-            sender: Some("a\r\nRSET"),
-            ..Vars::default()
-        };
-        assert_eq!(
-            Template::parse("from {sender}").unwrap().render(&evil),
-            "from a  RSET"
-        );
+        let evil = Vars { sender: Some("a\r\nRSET"), ..Vars::default() };
+        assert_eq!(Template::parse("from {sender}").unwrap().render(&evil), "from a  RSET");
     }
 
     #[test]
     fn replies_parse_with_class_and_status_checks() {
-        let r = ReplyTemplate::parse(
-            "451 4.7.1 Greylisted, retry in {remaining} seconds",
-            ReplyClass::Temporary,
-        )
-        .unwrap();
+        let r =
+            ReplyTemplate::parse("451 4.7.1 Greylisted, retry in {remaining} seconds", ReplyClass::Temporary).unwrap();
         assert_eq!((r.code, r.status.as_deref()), (451, Some("4.7.1")));
-        let reply = r.render(&Vars {
-            remaining: Some(300),
-            ..Vars::default()
-        });
-        assert_eq!(
-            reply.to_string(),
-            "451 4.7.1 Greylisted, retry in 300 seconds"
-        );
-        assert_eq!(
-            reply.status_and_text(),
-            "4.7.1 Greylisted, retry in 300 seconds"
-        );
+        let reply = r.render(&Vars { remaining: Some(300), ..Vars::default() });
+        assert_eq!(reply.to_string(), "451 4.7.1 Greylisted, retry in 300 seconds");
+        assert_eq!(reply.status_and_text(), "4.7.1 Greylisted, retry in 300 seconds");
 
-        let plain =
-            ReplyTemplate::parse("450 Please come back later", ReplyClass::Temporary).unwrap();
-        assert_eq!(
-            (plain.status, plain.text.as_str()),
-            (None, "Please come back later")
-        );
-        assert_eq!(
-            ReplyTemplate::parse("554 5.7.1", ReplyClass::Permanent)
-                .unwrap()
-                .to_string(),
-            "554 5.7.1"
-        );
+        let plain = ReplyTemplate::parse("450 Please come back later", ReplyClass::Temporary).unwrap();
+        assert_eq!((plain.status, plain.text.as_str()), (None, "Please come back later"));
+        assert_eq!(ReplyTemplate::parse("554 5.7.1", ReplyClass::Permanent).unwrap().to_string(), "554 5.7.1");
 
         for (bad, class) in [
             ("550 5.7.1 no", ReplyClass::Temporary),

@@ -92,24 +92,14 @@ impl fmt::Display for Reason {
             }
             Reason::Stage(stage) => write!(f, "no greylisting at stage {stage}"),
             Reason::Incomplete(what) => write!(f, "request has no {what}"),
-            Reason::Check {
-                check,
-                result,
-                detail,
-            } => write!(f, "{check} {result}: {detail}"),
+            Reason::Check { check, result, detail } => write!(f, "{check} {result}: {detail}"),
             Reason::Greylist { outcome, key } => match outcome {
                 Outcome::New => write!(f, "greylisted: new triplet {key}"),
                 Outcome::TooSoon { remaining } => {
                     write!(f, "greylisted: retry too soon, {remaining}s left, {key}")
                 }
-                Outcome::Stale => write!(
-                    f,
-                    "greylisted: retry after the retry window, starting over, {key}"
-                ),
-                Outcome::Expired => write!(
-                    f,
-                    "greylisted: passed triplet expired, starting over, {key}"
-                ),
+                Outcome::Stale => write!(f, "greylisted: retry after the retry window, starting over, {key}"),
+                Outcome::Expired => write!(f, "greylisted: passed triplet expired, starting over, {key}"),
                 Outcome::FirstPass { delayed } => {
                     write!(f, "passed: retry after {delayed}s, {key}")
                 }
@@ -137,11 +127,6 @@ pub struct Verdict {
 
 impl Verdict {
     pub fn accept(reason: Reason) -> Verdict {
-        Verdict {
-            action: Action::Accept,
-            headers: Vec::new(),
-            reason,
-            learning: false,
-        }
+        Verdict { action: Action::Accept, headers: Vec::new(), reason, learning: false }
     }
 }

@@ -7,12 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "greygate",
-    version,
-    about = "A greylisting mail gateway",
-    propagate_version = true
-)]
+#[command(name = "greygate", version, about = "A greylisting mail gateway", propagate_version = true)]
 pub struct Cli {
     /// Config file (TOML). Without it, the built-in default is used: the
     /// Postfix policy server on 127.0.0.1:10023 with greygate.db in the

@@ -23,9 +23,8 @@ pub fn open(config: &StoreConfig) -> Result<Arc<dyn Store>> {
                 },
                 busy_timeout: Duration::from_secs(5),
             };
-            let store = SqliteStore::open(&options).with_context(|| {
-                format!("cannot open the SQLite store {}", config.path.display())
-            })?;
+            let store = SqliteStore::open(&options)
+                .with_context(|| format!("cannot open the SQLite store {}", config.path.display()))?;
             Arc::new(store)
         }
         Backend::Memory => Arc::new(MemoryStore::new()),

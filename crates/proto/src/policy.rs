@@ -32,11 +32,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_line: 8192,
-            max_request: 64 * 1024,
-            max_attributes: 256,
-        }
+        Limits { max_line: 8192, max_request: 64 * 1024, max_attributes: 256 }
     }
 }
 
@@ -58,73 +54,88 @@ pub enum DecodeError {
     NulByte { line: usize },
 }
 
+/// The attributes greygate reads; any others are skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attr {
+    Request,
+    ProtocolState,
+    ProtocolName,
+    ClientAddress,
+    ClientName,
+    ReverseClientName,
+    ClientPort,
+    ServerAddress,
+    ServerPort,
+    HeloName,
+    Sender,
+    Recipient,
+    RecipientCount,
+    QueueId,
+    Instance,
+    Size,
+    SaslMethod,
+    SaslUsername,
+    SaslSender,
+    EncryptionProtocol,
+    PolicyContext,
+}
+
+impl Attr {
+    const COUNT: usize = 21;
+
+    fn from_name(name: &[u8]) -> Option<Attr> {
+        Some(match name {
+            b"request" => Attr::Request,
+            b"protocol_state" => Attr::ProtocolState,
+            b"protocol_name" => Attr::ProtocolName,
+            b"client_address" => Attr::ClientAddress,
+            b"client_name" => Attr::ClientName,
+            b"reverse_client_name" => Attr::ReverseClientName,
+            b"client_port" => Attr::ClientPort,
+            b"server_address" => Attr::ServerAddress,
+            b"server_port" => Attr::ServerPort,
+            b"helo_name" => Attr::HeloName,
+            b"sender" => Attr::Sender,
+            b"recipient" => Attr::Recipient,
+            b"recipient_count" => Attr::RecipientCount,
+            b"queue_id" => Attr::QueueId,
+            b"instance" => Attr::Instance,
+            b"size" => Attr::Size,
+            b"sasl_method" => Attr::SaslMethod,
+            b"sasl_username" => Attr::SaslUsername,
+            b"sasl_sender" => Attr::SaslSender,
+            b"encryption_protocol" => Attr::EncryptionProtocol,
+            b"policy_context" => Attr::PolicyContext,
+            _ => return None,
+        })
+    }
+}
+
 /// One policy request, as Postfix sent it.
 ///
-/// `None` means the attribute was absent; `Some("")` means it was sent
-/// empty (for `sender` that is the null sender `<>`). Values are decoded as
-/// UTF-8, with invalid bytes replaced, because Postfix passes client-supplied
-/// text (HELO names) through unchanged.
+/// [`Request::get`] gives `None` when the attribute was absent and
+/// `Some("")` when it was sent empty (for `sender` that is the null sender
+/// `<>`). The request is kept as one UTF-8 string with the positions of the
+/// known values, so decoding allocates once. Invalid UTF-8 is replaced,
+/// because Postfix passes client-supplied text (HELO names) through.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Request {
-    pub request: Option<String>,
-    pub protocol_state: Option<String>,
-    pub protocol_name: Option<String>,
-    pub client_address: Option<String>,
-    pub client_name: Option<String>,
-    pub reverse_client_name: Option<String>,
-    pub client_port: Option<String>,
-    pub server_address: Option<String>,
-    pub server_port: Option<String>,
-    pub helo_name: Option<String>,
-    pub sender: Option<String>,
-    pub recipient: Option<String>,
-    pub recipient_count: Option<String>,
-    pub queue_id: Option<String>,
-    pub instance: Option<String>,
-    pub size: Option<String>,
-    pub sasl_method: Option<String>,
-    pub sasl_username: Option<String>,
-    pub sasl_sender: Option<String>,
-    pub encryption_protocol: Option<String>,
-    pub policy_context: Option<String>,
+    text: String,
+    values: [Option<(u32, u32)>; Attr::COUNT],
     /// Number of attribute lines in the request, known or not.
     pub attribute_count: usize,
 }
 
 impl Request {
+    /// An attribute's value. A repeated attribute gives its last value.
+    pub fn get(&self, attr: Attr) -> Option<&str> {
+        self.values[attr as usize].map(|(start, end)| &self.text[start as usize..end as usize])
+    }
+
     /// True when `request=smtpd_access_policy`, the only request type
     /// Postfix sends. Anything else is not ours to answer.
     pub fn is_access_policy(&self) -> bool {
-        self.request.as_deref() == Some("smtpd_access_policy")
-    }
-
-    fn set(&mut self, name: &[u8], value: String) {
-        let slot = match name {
-            b"request" => &mut self.request,
-            b"protocol_state" => &mut self.protocol_state,
-            b"protocol_name" => &mut self.protocol_name,
-            b"client_address" => &mut self.client_address,
-            b"client_name" => &mut self.client_name,
-            b"reverse_client_name" => &mut self.reverse_client_name,
-            b"client_port" => &mut self.client_port,
-            b"server_address" => &mut self.server_address,
-            b"server_port" => &mut self.server_port,
-            b"helo_name" => &mut self.helo_name,
-            b"sender" => &mut self.sender,
-            b"recipient" => &mut self.recipient,
-            b"recipient_count" => &mut self.recipient_count,
-            b"queue_id" => &mut self.queue_id,
-            b"instance" => &mut self.instance,
-            b"size" => &mut self.size,
-            b"sasl_method" => &mut self.sasl_method,
-            b"sasl_username" => &mut self.sasl_username,
-            b"sasl_sender" => &mut self.sasl_sender,
-            b"encryption_protocol" => &mut self.encryption_protocol,
-            b"policy_context" => &mut self.policy_context,
-            _ => return,
-        };
-        // A repeated attribute keeps its last value (allowed by the spec).
-        *slot = Some(value);
+        self.get(Attr::Request) == Some("smtpd_access_policy")
     }
 }
 
@@ -145,11 +156,7 @@ pub struct Decoder {
 
 impl Decoder {
     pub fn new(limits: Limits) -> Self {
-        Decoder {
-            limits,
-            scanned: 0,
-            attributes: 0,
-        }
+        Decoder { limits, scanned: 0, attributes: 0 }
     }
 
     /// Try to take one request from the front of `buf`.
@@ -161,28 +168,20 @@ impl Decoder {
             let rest = &buf[self.scanned..];
             let Some(lf) = memchr(b'\n', rest) else {
                 if rest.len() >= self.limits.max_line {
-                    return Err(DecodeError::LineTooLong {
-                        limit: self.limits.max_line,
-                    });
+                    return Err(DecodeError::LineTooLong { limit: self.limits.max_line });
                 }
                 if self.scanned + rest.len() >= self.limits.max_request {
-                    return Err(DecodeError::RequestTooLarge {
-                        limit: self.limits.max_request,
-                    });
+                    return Err(DecodeError::RequestTooLarge { limit: self.limits.max_request });
                 }
                 return Ok(None);
             };
             let line_len = lf + 1;
             if line_len > self.limits.max_line {
-                return Err(DecodeError::LineTooLong {
-                    limit: self.limits.max_line,
-                });
+                return Err(DecodeError::LineTooLong { limit: self.limits.max_line });
             }
             let end = self.scanned + line_len;
             if end > self.limits.max_request {
-                return Err(DecodeError::RequestTooLarge {
-                    limit: self.limits.max_request,
-                });
+                return Err(DecodeError::RequestTooLarge { limit: self.limits.max_request });
             }
             let is_blank = lf == 0 || (lf == 1 && rest[0] == b'\r');
             if is_blank {
@@ -194,9 +193,7 @@ impl Decoder {
             }
             self.attributes += 1;
             if self.attributes > self.limits.max_attributes {
-                return Err(DecodeError::TooManyAttributes {
-                    limit: self.limits.max_attributes,
-                });
+                return Err(DecodeError::TooManyAttributes { limit: self.limits.max_attributes });
             }
             self.scanned = end;
         }
@@ -218,13 +215,20 @@ impl Default for Decoder {
 
 /// Parse the attribute lines of one complete request (without the blank line).
 fn parse_block(block: &[u8]) -> Result<Request, DecodeError> {
-    let mut request = Request::default();
-    for (index, raw) in block.split(|&b| b == b'\n').enumerate() {
-        let line_no = index + 1;
+    let text = match std::str::from_utf8(block) {
+        Ok(s) => s.to_owned(),
+        Err(_) => String::from_utf8_lossy(block).into_owned(),
+    };
+    let mut request = Request { text: String::new(), values: [None; Attr::COUNT], attribute_count: 0 };
+    let mut offset = 0usize;
+    for (index, raw) in text.as_bytes().split(|&b| b == b'\n').enumerate() {
+        let line_start = offset;
+        offset += raw.len() + 1;
         if raw.is_empty() {
             // Only the split remainder after the final LF can be empty here.
             continue;
         }
+        let line_no = index + 1;
         let line = raw.strip_suffix(b"\r").unwrap_or(raw);
         if memchr(0, line).is_some() {
             return Err(DecodeError::NulByte { line: line_no });
@@ -235,10 +239,14 @@ fn parse_block(block: &[u8]) -> Result<Request, DecodeError> {
         if eq == 0 {
             return Err(DecodeError::EmptyName { line: line_no });
         }
-        let value = String::from_utf8_lossy(&line[eq + 1..]).into_owned();
-        request.set(&line[..eq], value);
+        if let Some(attr) = Attr::from_name(&line[..eq]) {
+            let start = line_start + eq + 1;
+            // Request size is bounded by `Limits`, far below u32::MAX.
+            request.values[attr as usize] = Some((start as u32, (line_start + line.len()) as u32));
+        }
         request.attribute_count += 1;
     }
+    request.text = text;
     Ok(request)
 }
 
@@ -299,11 +307,7 @@ impl Action {
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fn with_text(f: &mut fmt::Formatter<'_>, word: &str, text: &str) -> fmt::Result {
-            if text.is_empty() {
-                f.write_str(word)
-            } else {
-                write!(f, "{word} {text}")
-            }
+            if text.is_empty() { f.write_str(word) } else { write!(f, "{word} {text}") }
         }
         match self {
             Action::Dunno => f.write_str("DUNNO"),

@@ -16,11 +16,7 @@ fn policy(rules: &[RuleSpec], lists: &[(ListKind, ListTarget, &str)]) -> Policy 
         defaults: Settings {
             greylist: true,
             learning: false,
-            timers: Timers {
-                delay: 300,
-                retry_window: 48 * HOUR,
-                pass_lifetime: 36 * 24 * HOUR,
-            },
+            timers: Timers { delay: 300, retry_window: 48 * HOUR, pass_lifetime: 36 * 24 * HOUR },
             auto_whitelist_after: 5,
         },
         rules: Rules::new(rules).unwrap(),
@@ -40,12 +36,8 @@ fn policy(rules: &[RuleSpec], lists: &[(ListKind, ListTarget, &str)]) -> Policy 
         )
         .unwrap(),
         blacklist_reply: ReplyTemplate::parse("554 5.7.1 Go away", ReplyClass::Permanent).unwrap(),
-        store_failure_reply: ReplyTemplate::parse("451 4.3.0 Try later", ReplyClass::Temporary)
-            .unwrap(),
-        header: Some(
-            Template::parse("X-Greylist: delayed {delayed} seconds by greygate at {host}; {date}")
-                .unwrap(),
-        ),
+        store_failure_reply: ReplyTemplate::parse("451 4.3.0 Try later", ReplyClass::Temporary).unwrap(),
+        header: Some(Template::parse("X-Greylist: delayed {delayed} seconds by greygate at {host}; {date}").unwrap()),
         hostname: "mx.test".into(),
         fail_open: true,
     }
@@ -76,17 +68,11 @@ fn a_greylisting_round_through_the_engine() {
     let f = facts("192.0.2.10", "alice+news@example.org", "bob@example.net");
     let t0 = 1_700_000_000;
     let v = block_on(e.decide(&f, t0));
-    assert_eq!(
-        defer_text(&v).as_deref(),
-        Some("451 4.7.1 Greylisted, try again in 300 seconds")
-    );
+    assert_eq!(defer_text(&v).as_deref(), Some("451 4.7.1 Greylisted, try again in 300 seconds"));
     assert_eq!(v.reason.kind(), "new");
 
     let v = block_on(e.decide(&f, t0 + 100));
-    assert_eq!(
-        defer_text(&v).as_deref(),
-        Some("451 4.7.1 Greylisted, try again in 200 seconds")
-    );
+    assert_eq!(defer_text(&v).as_deref(), Some("451 4.7.1 Greylisted, try again in 200 seconds"));
 
     // The retry comes from another host of the same /24, with another tag.
     let retry = facts("192.0.2.77", "alice+other@example.org", "Bob@Example.NET");
@@ -95,18 +81,12 @@ fn a_greylisting_round_through_the_engine() {
     assert_eq!(v.reason.kind(), "first_pass");
     assert_eq!(
         v.headers,
-        [format!(
-            "X-Greylist: delayed 312 seconds by greygate at mx.test; {}",
-            rfc5322_date(t0 + 312)
-        )]
+        [format!("X-Greylist: delayed 312 seconds by greygate at mx.test; {}", rfc5322_date(t0 + 312))]
     );
     assert!(v.headers[0].ends_with("+0000"), "{}", v.headers[0]);
 
     let v = block_on(e.decide(&f, t0 + 5 * HOUR));
-    assert_eq!(
-        (v.action.clone(), v.headers.len(), v.reason.kind()),
-        (Action::Accept, 0, "passed")
-    );
+    assert_eq!((v.action.clone(), v.headers.len(), v.reason.kind()), (Action::Accept, 0, "passed"));
 
     let counts: std::collections::BTreeMap<_, _> = e.take_counters().into_iter().collect();
     assert_eq!(counts.get("new"), Some(&1));
@@ -132,85 +112,36 @@ fn lists_decide_before_the_store() {
     ));
     let now = 1000;
     let cases: Vec<(Facts, &str, &str)> = vec![
+        (facts("10.1.2.3", "s@spammer.example", "r@x"), "accept", "trusted"),
+        (facts("192.0.2.1", "s@spammer.example", "r@x"), "reject", "blacklisted"),
+        (facts("203.0.113.5", "a@b", "postmaster@x"), "reject", "blacklisted"),
+        (facts("192.0.2.1", "a@b", "Postmaster@x"), "accept", "whitelisted"),
         (
-            facts("10.1.2.3", "s@spammer.example", "r@x"),
-            "accept",
-            "trusted",
-        ),
-        (
-            facts("192.0.2.1", "s@spammer.example", "r@x"),
-            "reject",
-            "blacklisted",
-        ),
-        (
-            facts("203.0.113.5", "a@b", "postmaster@x"),
-            "reject",
-            "blacklisted",
-        ),
-        (
-            facts("192.0.2.1", "a@b", "Postmaster@x"),
-            "accept",
-            "whitelisted",
-        ),
-        (
-            Facts {
-                client_name: Some("mx1.friendly.example".into()),
-                ..facts("192.0.2.1", "a@b", "r@x")
-            },
+            Facts { client_name: Some("mx1.friendly.example".into()), ..facts("192.0.2.1", "a@b", "r@x") },
             "accept",
             "whitelisted",
         ),
         (
             // An unverified PTR name does not count.
-            Facts {
-                reverse_name: Some("mx1.friendly.example".into()),
-                ..facts("192.0.2.1", "a@b", "r@x")
-            },
+            Facts { reverse_name: Some("mx1.friendly.example".into()), ..facts("192.0.2.1", "a@b", "r@x") },
             "defer",
             "new",
         ),
         (
-            Facts {
-                authenticated: Some("alice".into()),
-                ..facts("192.0.2.1", "s@spammer.example", "r@x")
-            },
+            Facts { authenticated: Some("alice".into()), ..facts("192.0.2.1", "s@spammer.example", "r@x") },
             "accept",
             "authenticated",
         ),
-        (
-            Facts {
-                stage: Stage::Mail,
-                ..facts("192.0.2.1", "a@b", "r@x")
-            },
-            "accept",
-            "stage",
-        ),
-        (
-            Facts {
-                recipient: None,
-                ..facts("192.0.2.1", "a@b", "r@x")
-            },
-            "accept",
-            "incomplete",
-        ),
+        (Facts { stage: Stage::Mail, ..facts("192.0.2.1", "a@b", "r@x") }, "accept", "stage"),
+        (Facts { recipient: None, ..facts("192.0.2.1", "a@b", "r@x") }, "accept", "incomplete"),
     ];
     for (f, action, kind) in cases {
         let v = block_on(e.decide(&f, now));
         assert_eq!((v.action.name(), v.reason.kind()), (action, kind), "{f:?}");
     }
     let v = block_on(e.decide(&facts("192.0.2.1", "s@spammer.example", "r@x"), now));
-    assert_eq!(
-        v.action,
-        Action::Reject(Reply {
-            code: 554,
-            status: Some("5.7.1".into()),
-            text: "Go away".into()
-        })
-    );
-    assert_eq!(
-        v.reason.to_string(),
-        "sender blacklisted by spammer.example (config)"
-    );
+    assert_eq!(v.action, Action::Reject(Reply { code: 554, status: Some("5.7.1".into()), text: "Go away".into() }));
+    assert_eq!(v.reason.to_string(), "sender blacklisted by spammer.example (config)");
 }
 
 #[test]
@@ -221,65 +152,40 @@ fn rules_override_timers_and_switch_greylisting_off() {
             client: Some("198.51.100.0/24".into()),
             sender: None,
             recipient: None,
-            overrides: Overrides {
-                greylist: Some(false),
-                ..Overrides::default()
-            },
+            overrides: Overrides { greylist: Some(false), ..Overrides::default() },
         },
         RuleSpec {
             name: "quick sales".into(),
             client: None,
             sender: None,
             recipient: Some("sales@shop.example".into()),
-            overrides: Overrides {
-                delay: Some(60),
-                ..Overrides::default()
-            },
+            overrides: Overrides { delay: Some(60), ..Overrides::default() },
         },
     ];
     let e = engine(policy(&rules, &[]));
     let v = block_on(e.decide(&facts("198.51.100.9", "a@b", "r@x"), 0));
-    assert_eq!(
-        (v.action, v.reason.to_string()),
-        (Action::Accept, "greylisting off by rule partners".into())
-    );
+    assert_eq!((v.action, v.reason.to_string()), (Action::Accept, "greylisting off by rule partners".into()));
 
     let f = facts("192.0.2.1", "a@b", "sales@shop.example");
     let v = block_on(e.decide(&f, 0));
-    assert_eq!(
-        defer_text(&v).as_deref(),
-        Some("451 4.7.1 Greylisted, try again in 60 seconds")
-    );
+    assert_eq!(defer_text(&v).as_deref(), Some("451 4.7.1 Greylisted, try again in 60 seconds"));
     assert_eq!(block_on(e.decide(&f, 60)).reason.kind(), "first_pass");
 }
 
 #[test]
 fn learning_mode_records_but_never_refuses() {
-    let mut p = policy(
-        &[],
-        &[(ListKind::Blacklist, ListTarget::Sender, "spammer.example")],
-    );
+    let mut p = policy(&[], &[(ListKind::Blacklist, ListTarget::Sender, "spammer.example")]);
     p.defaults.learning = true;
     let e = engine(p);
     let f = facts("192.0.2.1", "a@b", "r@x");
     let v = block_on(e.decide(&f, 0));
-    assert_eq!(
-        (v.action.clone(), v.learning, v.reason.kind()),
-        (Action::Accept, true, "new")
-    );
+    assert_eq!((v.action.clone(), v.learning, v.reason.kind()), (Action::Accept, true, "new"));
     // It was recorded: the retry after the delay is a first pass.
     let v = block_on(e.decide(&f, 300));
     assert_eq!((v.reason.kind(), v.learning), ("first_pass", false));
-    assert!(
-        v.headers.is_empty(),
-        "nothing was delayed, so no X-Greylist: {:?}",
-        v.headers
-    );
+    assert!(v.headers.is_empty(), "nothing was delayed, so no X-Greylist: {:?}", v.headers);
     let v = block_on(e.decide(&facts("192.0.2.1", "x@spammer.example", "r@x"), 0));
-    assert_eq!(
-        (v.action, v.learning, v.reason.kind()),
-        (Action::Accept, true, "blacklisted")
-    );
+    assert_eq!((v.action, v.learning, v.reason.kind()), (Action::Accept, true, "blacklisted"));
     let counts: std::collections::BTreeMap<_, _> = e.take_counters().into_iter().collect();
     assert_eq!(counts.get("learning"), Some(&2));
 }
@@ -330,25 +236,12 @@ fn checks_can_refuse_skip_or_change_the_retry_identity() {
         e.set_checks(vec![Arc::new(FakeCheck { effect, identity })]);
         e
     };
-    let reject = Reply {
-        code: 550,
-        status: Some("5.7.23".into()),
-        text: "SPF fail".into(),
-    };
-    let v = block_on(
-        with(Effect::Reject(reject.clone()), None).decide(&facts("192.0.2.1", "a@b", "r@x"), 0),
-    );
-    assert_eq!(
-        (v.action, v.reason.to_string()),
-        (Action::Reject(reject), "fake seen: because".into())
-    );
+    let reject = Reply { code: 550, status: Some("5.7.23".into()), text: "SPF fail".into() };
+    let v = block_on(with(Effect::Reject(reject.clone()), None).decide(&facts("192.0.2.1", "a@b", "r@x"), 0));
+    assert_eq!((v.action, v.reason.to_string()), (Action::Reject(reject), "fake seen: because".into()));
 
-    let v =
-        block_on(with(Effect::SkipGreylisting, None).decide(&facts("192.0.2.1", "a@b", "r@x"), 0));
-    assert_eq!(
-        (v.action, v.headers),
-        (Action::Accept, vec!["X-Fake: yes".to_owned()])
-    );
+    let v = block_on(with(Effect::SkipGreylisting, None).decide(&facts("192.0.2.1", "a@b", "r@x"), 0));
+    assert_eq!((v.action, v.headers), (Action::Accept, vec!["X-Fake: yes".to_owned()]));
 
     // A retry identity keys the triplet independently of the network.
     let e = with(Effect::None, Some("spf:example.org"));
@@ -356,48 +249,25 @@ fn checks_can_refuse_skip_or_change_the_retry_identity() {
     assert_eq!(v.reason.kind(), "new");
     let v = block_on(e.decide(&facts("198.51.100.200", "a@example.org", "r@x"), 400));
     assert_eq!(v.reason.kind(), "first_pass");
-    assert_eq!(
-        v.headers.len(),
-        2,
-        "X-Greylist first, then the check's header: {:?}",
-        v.headers
-    );
+    assert_eq!(v.headers.len(), 2, "X-Greylist first, then the check's header: {:?}", v.headers);
     assert!(v.headers[0].starts_with("X-Greylist: delayed 400 seconds"));
 }
 
 #[test]
 fn explain_traces_the_decision_and_changes_nothing() {
-    let e = engine(policy(
-        &[],
-        &[(ListKind::Whitelist, ListTarget::Recipient, "abuse@")],
-    ));
+    let e = engine(policy(&[], &[(ListKind::Whitelist, ListTarget::Recipient, "abuse@")]));
     let f = facts("192.0.2.1", "a@b", "r@x");
     let x = block_on(e.explain(&f, 0));
     assert_eq!(x.verdict.reason.kind(), "new");
     let steps: Vec<_> = x.trace.steps.iter().map(|(s, _)| *s).collect();
-    assert_eq!(
-        steps,
-        [
-            "stage",
-            "trusted",
-            "authenticated",
-            "blacklist",
-            "whitelist",
-            "rules",
-            "key",
-            "store"
-        ]
-    );
+    assert_eq!(steps, ["stage", "trusted", "authenticated", "blacklist", "whitelist", "rules", "key", "store"]);
     assert_eq!(x.trace.key.unwrap().to_string(), "192.0.2.0/24/a@b/r@x");
     assert_eq!(x.trace.store.unwrap().outcome, Outcome::New);
     assert!(e.take_counters().is_empty(), "explain is not counted");
     // Nothing was recorded: a real decision still sees a new triplet.
     assert_eq!(block_on(e.decide(&f, 0)).reason.kind(), "new");
     let x = block_on(e.explain(&facts("192.0.2.1", "a@b", "abuse@x"), 0));
-    assert_eq!(
-        x.trace.steps.last().unwrap().1,
-        "recipient matches abuse@ (config)"
-    );
+    assert_eq!(x.trace.steps.last().unwrap().1, "recipient matches abuse@ (config)");
 }
 
 #[test]
@@ -415,16 +285,9 @@ fn store_list_entries_take_effect_on_refresh() {
         added_at: 0,
     }))
     .unwrap();
-    assert_eq!(
-        block_on(e.decide(&f, 0)).reason.kind(),
-        "new",
-        "not yet refreshed"
-    );
+    assert_eq!(block_on(e.decide(&f, 0)).reason.kind(), "new", "not yet refreshed");
     assert!(block_on(e.refresh_lists()).unwrap());
-    assert_eq!(
-        block_on(e.decide(&f, 1)).reason.to_string(),
-        "trusted network 192.0.2.0/24 (store)"
-    );
+    assert_eq!(block_on(e.decide(&f, 1)).reason.to_string(), "trusted network 192.0.2.0/24 (store)");
     // A new policy keeps the store's entries.
     e.set_policy(policy(&[], &[])).unwrap();
     assert_eq!(block_on(e.decide(&f, 2)).reason.kind(), "trusted");
@@ -438,16 +301,10 @@ fn auto_whitelisting_through_the_engine() {
     for (i, start) in [0, 2 * HOUR].into_iter().enumerate() {
         let f = facts("192.0.2.10", &format!("user{i}x@b"), "r@x");
         block_on(e.decide(&f, start));
-        assert_eq!(
-            block_on(e.decide(&f, start + 300)).reason.kind(),
-            "first_pass"
-        );
+        assert_eq!(block_on(e.decide(&f, start + 300)).reason.kind(), "first_pass");
     }
     let v = block_on(e.decide(&facts("192.0.2.10", "someone-new@b", "r@x"), 3 * HOUR));
-    assert_eq!(
-        (v.action, v.reason.kind()),
-        (Action::Accept, "auto_whitelisted")
-    );
+    assert_eq!((v.action, v.reason.kind()), (Action::Accept, "auto_whitelisted"));
     // Only the exact address is whitelisted, not its network.
     let v = block_on(e.decide(&facts("192.0.2.11", "someone-new@b", "r@x"), 3 * HOUR));
     assert_eq!(v.reason.kind(), "new");

@@ -12,7 +12,7 @@
 
 mod pattern;
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -110,9 +110,7 @@ impl ClientList {
             return Some(s);
         }
         let name = name?.trim_end_matches('.').to_lowercase();
-        suffixes(&name)
-            .find_map(|suffix| self.hosts.get(suffix))
-            .or_else(|| self.regexes.find(&name))
+        suffixes(&name).find_map(|suffix| self.hosts.get(suffix)).or_else(|| self.regexes.find(&name))
     }
 
     fn len(&self) -> usize {
@@ -135,9 +133,7 @@ impl AddressList {
     pub(crate) fn add(&mut self, pattern: AddressPattern, source: Source) {
         match pattern {
             AddressPattern::Address { local, domain } => {
-                self.addresses
-                    .entry(format!("{local}@{domain}"))
-                    .or_insert(source);
+                self.addresses.entry(format!("{local}@{domain}")).or_insert(source);
             }
             AddressPattern::LocalPart(local) => {
                 self.locals.entry(local).or_insert(source);
@@ -169,12 +165,9 @@ impl AddressList {
             .or_else(|| self.locals.get(local))
             .or_else(|| self.locals.get(base))
             .or_else(|| {
-                suffixes(domain).enumerate().find_map(|(i, suffix)| {
-                    self.domains
-                        .get(suffix)
-                        .filter(|(_, sub)| i == 0 || *sub)
-                        .map(|(s, _)| s)
-                })
+                suffixes(domain)
+                    .enumerate()
+                    .find_map(|(i, suffix)| self.domains.get(suffix).filter(|(_, sub)| i == 0 || *sub).map(|(s, _)| s))
             })
             .or_else(|| self.regexes.find(&addr))
     }
@@ -190,8 +183,7 @@ impl AddressList {
 
 /// `a.b.c`, `b.c`, `c`.
 fn suffixes(name: &str) -> impl Iterator<Item = &str> {
-    std::iter::successors(Some(name), |s| s.split_once('.').map(|(_, rest)| rest))
-        .filter(|s| !s.is_empty())
+    std::iter::successors(Some(name), |s| s.split_once('.').map(|(_, rest)| rest)).filter(|s| !s.is_empty())
 }
 
 #[derive(Debug, Default)]
@@ -206,16 +198,8 @@ impl TargetLists {
         self.clients
             .find(who.ip, who.client_name)
             .map(|s| (ListTarget::Client, s))
-            .or_else(|| {
-                who.sender
-                    .and_then(|a| self.senders.find(a))
-                    .map(|s| (ListTarget::Sender, s))
-            })
-            .or_else(|| {
-                who.recipient
-                    .and_then(|a| self.recipients.find(a))
-                    .map(|s| (ListTarget::Recipient, s))
-            })
+            .or_else(|| who.sender.and_then(|a| self.senders.find(a)).map(|s| (ListTarget::Sender, s)))
+            .or_else(|| who.recipient.and_then(|a| self.recipients.find(a)).map(|s| (ListTarget::Recipient, s)))
     }
 }
 
@@ -292,10 +276,7 @@ impl ListsBuilder {
         pattern: &str,
         origin: Origin,
     ) -> Result<(), PatternError> {
-        let source = Source {
-            pattern: pattern.trim().to_owned(),
-            origin,
-        };
+        let source = Source { pattern: pattern.trim().to_owned(), origin };
         let lists = match kind {
             ListKind::Trust => {
                 if target != ListTarget::Client {
@@ -311,9 +292,7 @@ impl ListsBuilder {
         match target {
             ListTarget::Client => lists.clients.add(ClientPattern::parse(pattern)?, source),
             ListTarget::Sender => lists.senders.add(AddressPattern::parse(pattern)?, source),
-            ListTarget::Recipient => lists
-                .recipients
-                .add(AddressPattern::parse(pattern)?, source),
+            ListTarget::Recipient => lists.recipients.add(AddressPattern::parse(pattern)?, source),
         }
         Ok(())
     }
@@ -335,10 +314,7 @@ impl ListsBuilder {
                 continue;
             }
             if let Err(error) = self.add(kind, target, line, origin(index + 1)) {
-                skipped.push(Skipped {
-                    line: index + 1,
-                    error,
-                });
+                skipped.push(Skipped { line: index + 1, error });
             }
         }
         skipped

@@ -104,28 +104,21 @@ impl AddressPattern {
         }
         let s = s.to_lowercase();
         Ok(match s.rsplit_once('@') {
-            Some(("", domain)) => AddressPattern::Domain {
-                name: domain.trim_end_matches('.').to_owned(),
-                subdomains: false,
-            },
+            Some(("", domain)) => {
+                AddressPattern::Domain { name: domain.trim_end_matches('.').to_owned(), subdomains: false }
+            }
             Some((local, "")) => AddressPattern::LocalPart(local.to_owned()),
-            Some((local, domain)) => AddressPattern::Address {
-                local: local.to_owned(),
-                domain: domain.trim_end_matches('.').to_owned(),
-            },
-            None => AddressPattern::Domain {
-                name: s.trim_end_matches('.').to_owned(),
-                subdomains: true,
-            },
+            Some((local, domain)) => {
+                AddressPattern::Address { local: local.to_owned(), domain: domain.trim_end_matches('.').to_owned() }
+            }
+            None => AddressPattern::Domain { name: s.trim_end_matches('.').to_owned(), subdomains: true },
         })
     }
 }
 
 /// `/body/` gives `body`.
 fn regex_body(s: &str) -> Option<&str> {
-    s.strip_prefix('/')?
-        .strip_suffix('/')
-        .filter(|b| !b.is_empty())
+    s.strip_prefix('/')?.strip_suffix('/').filter(|b| !b.is_empty())
 }
 
 /// Compile a list regex: case-insensitive, like postgrey's `qr{...}i`.
@@ -151,9 +144,7 @@ fn parse_network(s: &str) -> Result<Option<IpNet>, PatternError> {
                 *b = o.parse().map_err(|e| bad(&e))?;
             }
             let prefix = 8 * octets.len() as u8;
-            return IpNet::new(IpAddr::from(bytes), prefix)
-                .map(Some)
-                .map_err(|e| bad(&e));
+            return IpNet::new(IpAddr::from(bytes), prefix).map(Some).map_err(|e| bad(&e));
         }
         if s.contains(':') || s.contains('/') || s.contains('.') {
             return Err(bad(&"not an address or CIDR network"));
@@ -178,10 +169,7 @@ mod tests {
             ("2001:db8::/32", net("2001:db8::/32")),
             ("2001:db8::1", net("2001:db8::1/128")),
             ("Mail.Example.COM.", Ok(Host("mail.example.com".into()))),
-            (
-                "/^mx\\d+\\.example\\.net$/",
-                Ok(Regex("^mx\\d+\\.example\\.net$".into())),
-            ),
+            ("/^mx\\d+\\.example\\.net$/", Ok(Regex("^mx\\d+\\.example\\.net$".into()))),
             ("192.0.2.300", Err(())),
             ("192.0.2.0/40", Err(())),
             ("/unclosed(/", Err(())),
@@ -193,12 +181,7 @@ mod tests {
             assert_eq!(ClientPattern::parse(raw).map_err(|_| ()), want, "{raw:?}");
         }
         assert!(ClientPattern::parse_network("example.com").is_err());
-        assert_eq!(
-            ClientPattern::parse_network("10.0.0.0/8")
-                .unwrap()
-                .to_string(),
-            "10.0.0.0/8"
-        );
+        assert_eq!(ClientPattern::parse_network("10.0.0.0/8").unwrap().to_string(), "10.0.0.0/8");
     }
 
     #[test]
@@ -206,27 +189,9 @@ mod tests {
         use AddressPattern::*;
         let cases = [
             ("Postmaster@", LocalPart("postmaster".into())),
-            (
-                "bob@Example.NET",
-                Address {
-                    local: "bob".into(),
-                    domain: "example.net".into(),
-                },
-            ),
-            (
-                "example.net",
-                Domain {
-                    name: "example.net".into(),
-                    subdomains: true,
-                },
-            ),
-            (
-                "@example.net",
-                Domain {
-                    name: "example.net".into(),
-                    subdomains: false,
-                },
-            ),
+            ("bob@Example.NET", Address { local: "bob".into(), domain: "example.net".into() }),
+            ("example.net", Domain { name: "example.net".into(), subdomains: true }),
+            ("@example.net", Domain { name: "example.net".into(), subdomains: false }),
             ("/^bounce/", Regex("^bounce".into())),
             ("<>", Null),
         ];

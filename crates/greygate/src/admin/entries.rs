@@ -5,9 +5,7 @@ use std::process::ExitCode;
 use anyhow::{Result, bail};
 use greygate_engine::address::{normalize_recipient, normalize_sender};
 use greygate_engine::network::NetworkKeying;
-use greygate_store::{
-    ClientFilter, ClientMatch, ClientRecord, Entry, EntryFilter, EntryState, Glob, Store,
-};
+use greygate_store::{ClientFilter, ClientMatch, ClientRecord, Entry, EntryFilter, EntryState, Glob, Store};
 
 use super::{print_json, table, time};
 use crate::cli::{ClientsCommand, EntriesCommand, EntryFilterArgs, StateArg};
@@ -39,55 +37,28 @@ fn entry_row(e: &Entry) -> Vec<String> {
     ]
 }
 
-const ENTRY_HEADER: [&str; 9] = [
-    "CLIENT",
-    "SENDER",
-    "RECIPIENT",
-    "STATE",
-    "FIRST SEEN",
-    "LAST SEEN",
-    "DEFERRED",
-    "PASSED",
-    "EXPIRES",
-];
+const ENTRY_HEADER: [&str; 9] =
+    ["CLIENT", "SENDER", "RECIPIENT", "STATE", "FIRST SEEN", "LAST SEEN", "DEFERRED", "PASSED", "EXPIRES"];
 
 pub async fn run(cmd: EntriesCommand, store: &dyn Store, config: &Config) -> Result<ExitCode> {
     match cmd {
-        EntriesCommand::List {
-            filter: f,
-            limit,
-            output,
-        } => {
+        EntriesCommand::List { filter: f, limit, output } => {
             let entries = store.entries(&filter(&f), Some(limit)).await?;
             if output.json {
                 print_json(&entries)?;
             } else {
-                table(
-                    &ENTRY_HEADER,
-                    &entries.iter().map(entry_row).collect::<Vec<_>>(),
-                );
+                table(&ENTRY_HEADER, &entries.iter().map(entry_row).collect::<Vec<_>>());
                 if entries.len() == limit {
                     eprintln!("(showing the first {limit}; use --limit to see more)");
                 }
             }
         }
-        EntriesCommand::Show {
-            client_ip,
-            sender,
-            recipient,
-            output,
-        } => {
+        EntriesCommand::Show { client_ip, sender, recipient, output } => {
             // The key the engine would use for this message.
             let g = &config.raw.greylist;
-            let keying = NetworkKeying {
-                ipv4_prefix: g.ipv4_prefix,
-                ipv6_prefix: g.ipv6_prefix,
-            };
-            let (client, sender, recipient) = (
-                keying.key(client_ip),
-                normalize_sender(&sender),
-                normalize_recipient(&recipient),
-            );
+            let keying = NetworkKeying { ipv4_prefix: g.ipv4_prefix, ipv6_prefix: g.ipv6_prefix };
+            let (client, sender, recipient) =
+                (keying.key(client_ip), normalize_sender(&sender), normalize_recipient(&recipient));
             let exact = EntryFilter {
                 client: Some(ClientMatch::Exact(client.clone())),
                 sender: Some(Glob::new(&sender)),
@@ -99,9 +70,7 @@ pub async fn run(cmd: EntriesCommand, store: &dyn Store, config: &Config) -> Res
                 .await?
                 .into_iter()
                 .find(|e| e.key.sender == sender && e.key.recipient == recipient);
-            let awl = ClientFilter {
-                client: Some(ClientMatch::Exact(client_ip.to_canonical().to_string())),
-            };
+            let awl = ClientFilter { client: Some(ClientMatch::Exact(client_ip.to_canonical().to_string())) };
             let client_record = store.clients(&awl, Some(1)).await?.into_iter().next();
             if output.json {
                 print_json(&serde_json::json!({
@@ -154,25 +123,13 @@ pub async fn run(cmd: EntriesCommand, store: &dyn Store, config: &Config) -> Res
 }
 
 fn client_row(c: &ClientRecord) -> Vec<String> {
-    vec![
-        c.client.clone(),
-        c.passes.to_string(),
-        time(c.last_counted),
-        time(c.last_seen),
-        time(c.expires_at),
-    ]
+    vec![c.client.clone(), c.passes.to_string(), time(c.last_counted), time(c.last_seen), time(c.expires_at)]
 }
 
 pub async fn run_clients(cmd: ClientsCommand, store: &dyn Store) -> Result<ExitCode> {
     match cmd {
-        ClientsCommand::List {
-            client,
-            limit,
-            output,
-        } => {
-            let filter = ClientFilter {
-                client: client.as_deref().map(ClientMatch::parse),
-            };
+        ClientsCommand::List { client, limit, output } => {
+            let filter = ClientFilter { client: client.as_deref().map(ClientMatch::parse) };
             let clients = store.clients(&filter, Some(limit)).await?;
             if output.json {
                 print_json(&clients)?;
@@ -184,11 +141,7 @@ pub async fn run_clients(cmd: ClientsCommand, store: &dyn Store) -> Result<ExitC
             }
         }
         ClientsCommand::Delete { client } => {
-            let n = store
-                .delete_clients(&ClientFilter {
-                    client: Some(ClientMatch::parse(&client)),
-                })
-                .await?;
+            let n = store.delete_clients(&ClientFilter { client: Some(ClientMatch::parse(&client)) }).await?;
             println!("deleted {n} client records");
         }
     }

@@ -19,11 +19,7 @@ use crate::config::duration::Human;
 pub async fn run(args: ExplainArgs, store: Arc<dyn Store>, config: &Config) -> Result<ExitCode> {
     let engine = Engine::new(store, config.policy()?, Vec::new())?;
     engine.refresh_lists().await?;
-    let sender = if args.sender == "<>" {
-        String::new()
-    } else {
-        args.sender.clone()
-    };
+    let sender = if args.sender == "<>" { String::new() } else { args.sender.clone() };
     let facts = Facts {
         client_name: args.client_name.clone(),
         helo: args.helo.clone(),
@@ -34,20 +30,14 @@ pub async fn run(args: ExplainArgs, store: Arc<dyn Store>, config: &Config) -> R
     };
     let x = engine.explain(&facts, crate::serve::unix_now()).await;
     let mut prepended = None;
-    let answer =
-        crate::serve::policy::encode(&x.verdict, config.policy.defer_action, None, &mut prepended);
+    let answer = crate::serve::policy::encode(&x.verdict, config.policy.defer_action, None, &mut prepended);
     let reply = match &x.verdict.action {
         Action::Accept => None,
         Action::Defer(r) | Action::Reject(r) => Some(r.to_string()),
     };
 
     if args.output.json {
-        let steps: Vec<_> = x
-            .trace
-            .steps
-            .iter()
-            .map(|(s, v)| serde_json::json!({ "step": s, "result": v }))
-            .collect();
+        let steps: Vec<_> = x.trace.steps.iter().map(|(s, v)| serde_json::json!({ "step": s, "result": v })).collect();
         print_json(&serde_json::json!({
             "steps": steps,
             "rules": x.trace.rules,
@@ -91,11 +81,7 @@ pub async fn run(args: ExplainArgs, store: Arc<dyn Store>, config: &Config) -> R
     println!(
         "verdict        {}{}",
         x.verdict.action.name(),
-        if x.verdict.learning {
-            " (learning mode: accepted anyway)"
-        } else {
-            ""
-        }
+        if x.verdict.learning { " (learning mode: accepted anyway)" } else { "" }
     );
     if let Some(r) = reply {
         println!("reply          {r}");

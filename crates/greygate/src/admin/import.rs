@@ -17,8 +17,7 @@ pub async fn run(cmd: ImportCommand, store: &dyn Store) -> Result<ExitCode> {
         ImportList::Whitelist => ListKind::Whitelist,
         ImportList::Blacklist => ListKind::Blacklist,
     };
-    let text = std::fs::read_to_string(&file)
-        .with_context(|| format!("cannot read {}", file.display()))?;
+    let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
     let name = file.display().to_string();
     let now = crate::serve::unix_now();
     let (mut added, mut present, mut skipped) = (0, 0, 0);
@@ -28,15 +27,9 @@ pub async fn run(cmd: ImportCommand, store: &dyn Store) -> Result<ExitCode> {
         if pattern.is_empty() {
             continue;
         }
-        let origin = Origin::File {
-            path: name.as_str().into(),
-            line,
-        };
+        let origin = Origin::File { path: name.as_str().into(), line };
         if let Err(error) = ListsBuilder::new().add(kind, target, pattern, origin.clone()) {
-            let place = Source {
-                pattern: pattern.to_owned(),
-                origin,
-            };
+            let place = Source { pattern: pattern.to_owned(), origin };
             eprintln!("skipped {place}: {error}");
             skipped += 1;
             continue;
@@ -54,12 +47,6 @@ pub async fn run(cmd: ImportCommand, store: &dyn Store) -> Result<ExitCode> {
             present += 1;
         }
     }
-    println!(
-        "{name}: {added} added to the {kind} ({target}), {present} already there, {skipped} skipped"
-    );
-    Ok(if skipped > 0 {
-        ExitCode::from(3)
-    } else {
-        ExitCode::SUCCESS
-    })
+    println!("{name}: {added} added to the {kind} ({target}), {present} already there, {skipped} skipped");
+    Ok(if skipped > 0 { ExitCode::from(3) } else { ExitCode::SUCCESS })
 }

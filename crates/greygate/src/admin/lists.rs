@@ -25,9 +25,7 @@ fn target(args: TargetArgs) -> (ListTarget, String) {
 pub async fn run_trust(cmd: TrustCommand, store: &dyn Store) -> Result<ExitCode> {
     let kind = ListKind::Trust;
     match cmd {
-        TrustCommand::Add { network, comment } => {
-            add(store, kind, ListTarget::Client, &network, comment).await
-        }
+        TrustCommand::Add { network, comment } => add(store, kind, ListTarget::Client, &network, comment).await,
         TrustCommand::Remove { network } => remove(store, kind, ListTarget::Client, &network).await,
         TrustCommand::List(out) => list(store, kind, out).await,
     }
@@ -47,24 +45,12 @@ pub async fn run(kind: ListKind, cmd: ListCommand, store: &dyn Store) -> Result<
     }
 }
 
-async fn add(
-    store: &dyn Store,
-    kind: ListKind,
-    target: ListTarget,
-    value: &str,
-    comment: String,
-) -> Result<ExitCode> {
+async fn add(store: &dyn Store, kind: ListKind, target: ListTarget, value: &str, comment: String) -> Result<ExitCode> {
     let value = value.trim();
     ListsBuilder::new()
         .add(kind, target, value, Origin::Store)
         .with_context(|| format!("cannot add {value:?} to the {kind} ({target})"))?;
-    let entry = ListEntry {
-        kind,
-        target,
-        value: value.to_owned(),
-        comment,
-        added_at: crate::serve::unix_now(),
-    };
+    let entry = ListEntry { kind, target, value: value.to_owned(), comment, added_at: crate::serve::unix_now() };
     if store.add_list_entry(&entry).await? {
         println!("added {target} {value} to the {kind}");
     } else {
@@ -73,43 +59,24 @@ async fn add(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn remove(
-    store: &dyn Store,
-    kind: ListKind,
-    target: ListTarget,
-    value: &str,
-) -> Result<ExitCode> {
+async fn remove(store: &dyn Store, kind: ListKind, target: ListTarget, value: &str) -> Result<ExitCode> {
     if store.remove_list_entry(kind, target, value.trim()).await? {
         println!("removed {target} {value} from the {kind}");
         Ok(ExitCode::SUCCESS)
     } else {
-        eprintln!(
-            "{target} {value} is not in the {kind} (entries from the config or list files are changed there)"
-        );
+        eprintln!("{target} {value} is not in the {kind} (entries from the config or list files are changed there)");
         Ok(ExitCode::from(3))
     }
 }
 
 async fn list(store: &dyn Store, kind: ListKind, out: OutputArgs) -> Result<ExitCode> {
-    let entries: Vec<ListEntry> = store
-        .list_entries()
-        .await?
-        .into_iter()
-        .filter(|e| e.kind == kind)
-        .collect();
+    let entries: Vec<ListEntry> = store.list_entries().await?.into_iter().filter(|e| e.kind == kind).collect();
     if out.json {
         print_json(&entries)?;
     } else {
         let rows: Vec<Vec<String>> = entries
             .iter()
-            .map(|e| {
-                vec![
-                    e.target.to_string(),
-                    e.value.clone(),
-                    time(e.added_at),
-                    e.comment.clone(),
-                ]
-            })
+            .map(|e| vec![e.target.to_string(), e.value.clone(), time(e.added_at), e.comment.clone()])
             .collect();
         table(&["TARGET", "ENTRY", "ADDED", "COMMENT"], &rows);
     }

@@ -25,12 +25,8 @@ pub async fn run(command: Command, config: &Config) -> Result<ExitCode> {
         Command::Entries(cmd) => entries::run(cmd, &*store, config).await,
         Command::Clients(cmd) => entries::run_clients(cmd, &*store).await,
         Command::Trust(cmd) => lists::run_trust(cmd, &*store).await,
-        Command::Whitelist(cmd) => {
-            lists::run(greygate_store::ListKind::Whitelist, cmd, &*store).await
-        }
-        Command::Blacklist(cmd) => {
-            lists::run(greygate_store::ListKind::Blacklist, cmd, &*store).await
-        }
+        Command::Whitelist(cmd) => lists::run(greygate_store::ListKind::Whitelist, cmd, &*store).await,
+        Command::Blacklist(cmd) => lists::run(greygate_store::ListKind::Blacklist, cmd, &*store).await,
         Command::Stats(out) => stats::run(out, &*store, config).await,
         Command::Purge(args) => purge::run(args, &*store).await,
         Command::Explain(args) => explain::run(args, store.clone(), config).await,
@@ -43,8 +39,7 @@ pub async fn run(command: Command, config: &Config) -> Result<ExitCode> {
 
 /// `2026-11-21 07:13:00Z`.
 pub fn time(t: Timestamp) -> String {
-    let format =
-        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]Z");
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]Z");
     time::OffsetDateTime::from_unix_timestamp(t)
         .ok()
         .and_then(|d| d.format(&format).ok())

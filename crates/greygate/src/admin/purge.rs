@@ -25,18 +25,10 @@ pub async fn run(args: PurgeArgs, store: &dyn Store) -> Result<ExitCode> {
             .map_err(|e| anyhow::anyhow!(e))?
             .progress_chars("=> "),
     );
-    bar.set_message(if args.all {
-        "deleting all records"
-    } else {
-        "purging expired records"
-    });
+    bar.set_message(if args.all { "deleting all records" } else { "purging expired records" });
     let mut deleted = 0u64;
     loop {
-        let n = if args.all {
-            store.clear(args.batch).await?
-        } else {
-            store.expire(now, args.batch).await?
-        };
+        let n = if args.all { store.clear(args.batch).await? } else { store.expire(now, args.batch).await? };
         if n == 0 {
             break;
         }

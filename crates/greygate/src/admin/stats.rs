@@ -10,12 +10,7 @@ use crate::cli::OutputArgs;
 use crate::config::Config;
 
 pub async fn run(out: OutputArgs, store: &dyn Store, config: &Config) -> Result<ExitCode> {
-    let stats = store
-        .stats(
-            crate::serve::unix_now(),
-            config.raw.greylist.auto_whitelist_after,
-        )
-        .await?;
+    let stats = store.stats(crate::serve::unix_now(), config.raw.greylist.auto_whitelist_after).await?;
     if out.json {
         print_json(&serde_json::json!({ "backend": store.backend(), "stats": stats }))?;
         return Ok(ExitCode::SUCCESS);

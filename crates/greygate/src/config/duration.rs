@@ -58,9 +58,7 @@ impl<'de> Deserialize<'de> for Human {
                     .map_err(|e| E::custom(format!("invalid duration {v:?}: {e}")))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Human, E> {
-                u64::try_from(v)
-                    .map(Human::secs)
-                    .map_err(|_| E::custom("a duration cannot be negative"))
+                u64::try_from(v).map(Human::secs).map_err(|_| E::custom("a duration cannot be negative"))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Human, E> {
                 Ok(Human::secs(v))
@@ -76,18 +74,10 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        let cases = [
-            ("5m", 300),
-            ("2d", 172800),
-            ("36 days", 3110400),
-            ("90s", 90),
-            ("1m 30s", 90),
-        ];
+        let cases = [("5m", 300), ("2d", 172800), ("36 days", 3110400), ("90s", 90), ("1m 30s", 90)];
         for (input, secs) in cases {
-            let h: Human = toml::from_str::<toml::Value>(&format!("v = {input:?}")).unwrap()["v"]
-                .clone()
-                .try_into()
-                .unwrap();
+            let h: Human =
+                toml::from_str::<toml::Value>(&format!("v = {input:?}")).unwrap()["v"].clone().try_into().unwrap();
             assert_eq!(h.0.as_secs(), secs, "{input}");
         }
         assert_eq!(Human::secs(300).to_string(), "5m");

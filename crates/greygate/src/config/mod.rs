@@ -35,15 +35,12 @@ pub enum ListenAddr {
 impl ListenAddr {
     pub fn parse(s: &str) -> Result<ListenAddr> {
         if let Some(path) = s.strip_prefix("unix:") {
-            ensure!(
-                path.starts_with('/'),
-                "unix socket path must be absolute: {s:?}"
-            );
+            ensure!(path.starts_with('/'), "unix socket path must be absolute: {s:?}");
             return Ok(ListenAddr::Unix(PathBuf::from(path)));
         }
-        s.parse().map(ListenAddr::Tcp).with_context(|| {
-            format!("invalid listen address {s:?}; expected host:port, [v6]:port or unix:/path")
-        })
+        s.parse()
+            .map(ListenAddr::Tcp)
+            .with_context(|| format!("invalid listen address {s:?}; expected host:port, [v6]:port or unix:/path"))
     }
 }
 
@@ -95,8 +92,8 @@ impl Config {
         let Some(path) = file else {
             return Ok(RawConfig::default());
         };
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
     }
 
@@ -111,71 +108,29 @@ impl Config {
 
     pub fn from_raw(raw: RawConfig, file: Option<PathBuf>) -> Result<Config> {
         let g = &raw.greylist;
-        ensure!(
-            g.ipv4_prefix <= 32,
-            "greylist.ipv4_prefix must be 0..=32, got {}",
-            g.ipv4_prefix
-        );
-        ensure!(
-            g.ipv6_prefix <= 128,
-            "greylist.ipv6_prefix must be 0..=128, got {}",
-            g.ipv6_prefix
-        );
+        ensure!(g.ipv4_prefix <= 32, "greylist.ipv4_prefix must be 0..=32, got {}", g.ipv4_prefix);
+        ensure!(g.ipv6_prefix <= 128, "greylist.ipv6_prefix must be 0..=128, got {}", g.ipv6_prefix);
         check_timers("greylist", g.delay.0, g.retry_window.0, g.pass_lifetime.0)?;
         let s = &raw.store;
-        ensure!(
-            !s.timeout.0.is_zero(),
-            "store.timeout must be more than zero"
-        );
-        ensure!(
-            !s.expire_interval.0.is_zero(),
-            "store.expire_interval must be more than zero"
-        );
-        ensure!(
-            !s.lists_refresh.0.is_zero(),
-            "store.lists_refresh must be more than zero"
-        );
+        ensure!(!s.timeout.0.is_zero(), "store.timeout must be more than zero");
+        ensure!(!s.expire_interval.0.is_zero(), "store.expire_interval must be more than zero");
+        ensure!(!s.lists_refresh.0.is_zero(), "store.lists_refresh must be more than zero");
         if s.backend == Backend::Sqlite {
-            ensure!(
-                !s.path.as_os_str().is_empty(),
-                "store.path must not be empty"
-            );
+            ensure!(!s.path.as_os_str().is_empty(), "store.path must not be empty");
         }
         let p = &raw.policy;
-        let listen = p
-            .listen
-            .iter()
-            .map(|l| ListenAddr::parse(l))
-            .collect::<Result<Vec<_>>>()?;
-        ensure!(
-            p.max_connections > 0,
-            "policy.max_connections must be at least 1"
-        );
-        ensure!(
-            !p.idle_timeout.0.is_zero(),
-            "policy.idle_timeout must be more than zero"
-        );
+        let listen = p.listen.iter().map(|l| ListenAddr::parse(l)).collect::<Result<Vec<_>>>()?;
+        ensure!(p.max_connections > 0, "policy.max_connections must be at least 1");
+        ensure!(!p.idle_timeout.0.is_zero(), "policy.idle_timeout must be more than zero");
         ensure!(p.max_line >= 512, "policy.max_line must be at least 512");
-        ensure!(
-            p.max_request >= p.max_line,
-            "policy.max_request must be at least policy.max_line"
-        );
-        let socket_mode = u32::from_str_radix(p.socket_mode.trim_start_matches("0o"), 8)
-            .ok()
-            .filter(|m| *m <= 0o777)
-            .with_context(|| {
-                format!(
-                    "policy.socket_mode must be octal permissions like \"0660\", got {:?}",
-                    p.socket_mode
-                )
-            })?;
+        ensure!(p.max_request >= p.max_line, "policy.max_request must be at least policy.max_line");
+        let socket_mode =
+            u32::from_str_radix(p.socket_mode.trim_start_matches("0o"), 8).ok().filter(|m| *m <= 0o777).with_context(
+                || format!("policy.socket_mode must be octal permissions like \"0660\", got {:?}", p.socket_mode),
+            )?;
         for rule in &raw.rules {
             if let (Some(d), Some(w)) = (rule.delay, rule.retry_window) {
-                ensure!(
-                    d < w,
-                    "rule {:?}: delay must be shorter than retry_window",
-                    rule.name
-                );
+                ensure!(d < w, "rule {:?}: delay must be shorter than retry_window", rule.name);
             }
         }
         Ok(Config {
@@ -206,8 +161,7 @@ impl Config {
 
     /// The effective configuration as TOML, defaults included.
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(&self.raw)
-            .unwrap_or_else(|e| format!("# cannot print the configuration: {e}\n"))
+        toml::to_string_pretty(&self.raw).unwrap_or_else(|e| format!("# cannot print the configuration: {e}\n"))
     }
 
     /// Build the engine policy: settings, rules, replies, and every static
@@ -253,9 +207,7 @@ impl Config {
         } else {
             let t = Template::parse(&g.header).context("greylist.header")?;
             ensure!(
-                g.header
-                    .split_once(':')
-                    .is_some_and(|(name, _)| !name.is_empty() && !name.contains(' ')),
+                g.header.split_once(':').is_some_and(|(name, _)| !name.is_empty() && !name.contains(' ')),
                 "greylist.header must look like \"Name: value\""
             );
             Some(t)
@@ -268,18 +220,11 @@ impl Config {
         Ok(Policy {
             defaults,
             rules,
-            keying: NetworkKeying {
-                ipv4_prefix: g.ipv4_prefix,
-                ipv6_prefix: g.ipv6_prefix,
-            },
+            keying: NetworkKeying { ipv4_prefix: g.ipv4_prefix, ipv6_prefix: g.ipv6_prefix },
             static_lists: self.static_lists()?,
             greylist_reply: reply("greylist", &raw.replies.greylist, ReplyClass::Temporary)?,
             blacklist_reply: reply("blacklist", &raw.replies.blacklist, ReplyClass::Permanent)?,
-            store_failure_reply: reply(
-                "store_failure",
-                &raw.replies.store_failure,
-                ReplyClass::Temporary,
-            )?,
+            store_failure_reply: reply("store_failure", &raw.replies.store_failure, ReplyClass::Temporary)?,
             header,
             hostname,
             fail_open: raw.store.fail_mode == FailMode::Open,
@@ -299,32 +244,15 @@ impl Config {
             (Trust, Client, "trusted_networks", &l.trusted_networks),
             (Whitelist, Client, "whitelist_clients", &l.whitelist_clients),
             (Whitelist, Sender, "whitelist_senders", &l.whitelist_senders),
-            (
-                Whitelist,
-                Recipient,
-                "whitelist_recipients",
-                &l.whitelist_recipients,
-            ),
+            (Whitelist, Recipient, "whitelist_recipients", &l.whitelist_recipients),
             (Blacklist, Client, "blacklist_clients", &l.blacklist_clients),
             (Blacklist, Sender, "blacklist_senders", &l.blacklist_senders),
-            (
-                Blacklist,
-                Recipient,
-                "blacklist_recipients",
-                &l.blacklist_recipients,
-            ),
+            (Blacklist, Recipient, "blacklist_recipients", &l.blacklist_recipients),
         ];
         for (kind, target, key, entries) in inline {
             for pattern in entries {
-                check
-                    .add(kind, target, pattern, Origin::Config)
-                    .with_context(|| format!("lists.{key}"))?;
-                out.push(StaticEntry {
-                    kind,
-                    target,
-                    pattern: pattern.clone(),
-                    origin: Origin::Config,
-                });
+                check.add(kind, target, pattern, Origin::Config).with_context(|| format!("lists.{key}"))?;
+                out.push(StaticEntry { kind, target, pattern: pattern.clone(), origin: Origin::Config });
             }
         }
         let files: [(ListKind, ListTarget, &Vec<PathBuf>); 6] = [
@@ -340,16 +268,11 @@ impl Config {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("cannot read list file {}", path.display()))?;
                 let name: std::sync::Arc<str> = path.display().to_string().into();
-                out.extend(file_entries(kind, target, &text, |line| Origin::File {
-                    path: name.clone(),
-                    line,
-                }));
+                out.extend(file_entries(kind, target, &text, |line| Origin::File { path: name.clone(), line }));
             }
         }
         if l.builtin_whitelist {
-            let entries = file_entries(Whitelist, Client, BUILTIN_WHITELIST, |line| {
-                Origin::Builtin { line }
-            });
+            let entries = file_entries(Whitelist, Client, BUILTIN_WHITELIST, |line| Origin::Builtin { line });
             out.extend(entries);
         }
         Ok(out)
@@ -357,12 +280,7 @@ impl Config {
 }
 
 /// The usable entries of a list file; unusable lines are logged.
-fn file_entries(
-    kind: ListKind,
-    target: ListTarget,
-    text: &str,
-    origin: impl Fn(usize) -> Origin,
-) -> Vec<StaticEntry> {
+fn file_entries(kind: ListKind, target: ListTarget, text: &str, origin: impl Fn(usize) -> Origin) -> Vec<StaticEntry> {
     let mut out = Vec::new();
     let mut check = ListsBuilder::new();
     for (index, raw) in text.lines().enumerate() {
@@ -372,17 +290,9 @@ fn file_entries(
         }
         let origin = origin(index + 1);
         match check.add(kind, target, pattern, origin.clone()) {
-            Ok(()) => out.push(StaticEntry {
-                kind,
-                target,
-                pattern: pattern.to_owned(),
-                origin,
-            }),
+            Ok(()) => out.push(StaticEntry { kind, target, pattern: pattern.to_owned(), origin }),
             Err(error) => {
-                let place = greygate_engine::lists::Source {
-                    pattern: pattern.to_owned(),
-                    origin,
-                };
+                let place = greygate_engine::lists::Source { pattern: pattern.to_owned(), origin };
                 tracing::warn!(%place, %error, "skipping unusable list file line");
             }
         }
@@ -390,12 +300,7 @@ fn file_entries(
     out
 }
 
-fn check_timers(
-    section: &str,
-    delay: Duration,
-    window: Duration,
-    lifetime: Duration,
-) -> Result<()> {
+fn check_timers(section: &str, delay: Duration, window: Duration, lifetime: Duration) -> Result<()> {
     if delay >= window {
         bail!(
             "{section}.delay ({}) must be shorter than {section}.retry_window ({})",
@@ -403,10 +308,7 @@ fn check_timers(
             duration::Human(window)
         );
     }
-    ensure!(
-        !lifetime.is_zero(),
-        "{section}.pass_lifetime must be more than zero"
-    );
+    ensure!(!lifetime.is_zero(), "{section}.pass_lifetime must be more than zero");
     Ok(())
 }
 

@@ -124,8 +124,7 @@ impl Default for RawGreylist {
             learning: false,
             ipv4_prefix: 24,
             ipv6_prefix: 64,
-            header: "X-Greylist: delayed {delayed} seconds by greygate-{version} at {host}; {date}"
-                .into(),
+            header: "X-Greylist: delayed {delayed} seconds by greygate-{version} at {host}; {date}".into(),
             hostname: String::new(),
         }
     }
@@ -194,7 +193,9 @@ pub struct RawReplies {
 impl Default for RawReplies {
     fn default() -> Self {
         RawReplies {
-            greylist: "451 4.7.1 Greylisted: first attempts from new senders are delayed, please retry in {remaining} seconds".into(),
+            greylist:
+                "451 4.7.1 Greylisted: first attempts from new senders are delayed, please retry in {remaining} seconds"
+                    .into(),
             blacklist: "554 5.7.1 Rejected by local policy".into(),
             store_failure: "451 4.3.0 Temporary local problem, please try again later".into(),
         }
@@ -265,10 +266,7 @@ pub struct RawLog {
 
 impl Default for RawLog {
     fn default() -> Self {
-        RawLog {
-            level: "info".into(),
-            format: LogFormat::Text,
-        }
+        RawLog { level: "info".into(), format: LogFormat::Text }
     }
 }
 

@@ -33,9 +33,7 @@ impl Listener {
     pub async fn bind(addr: &ListenAddr, socket_mode: u32) -> Result<Listener> {
         match addr {
             ListenAddr::Tcp(a) => {
-                let l = TcpListener::bind(a)
-                    .await
-                    .with_context(|| format!("cannot listen on {a}"))?;
+                let l = TcpListener::bind(a).await.with_context(|| format!("cannot listen on {a}"))?;
                 Ok(Listener::Tcp(l))
             }
             ListenAddr::Unix(path) => bind_unix(path, socket_mode).await,
@@ -48,17 +46,11 @@ impl Listener {
                 let (stream, peer) = l.accept().await?;
                 // Replies are small and must not wait for Nagle.
                 let _ = stream.set_nodelay(true);
-                Ok(Accepted {
-                    stream: Box::new(stream),
-                    peer: peer.to_string(),
-                })
+                Ok(Accepted { stream: Box::new(stream), peer: peer.to_string() })
             }
             Listener::Unix(l, path) => {
                 let (stream, _) = l.accept().await?;
-                Ok(Accepted {
-                    stream: Box::new(stream),
-                    peer: format!("unix:{}", path.display()),
-                })
+                Ok(Accepted { stream: Box::new(stream), peer: format!("unix:{}", path.display()) })
             }
         }
     }
@@ -66,10 +58,7 @@ impl Listener {
     /// Printable local address (the actual port when bound to port 0).
     pub fn local(&self) -> String {
         match self {
-            Listener::Tcp(l) => l
-                .local_addr()
-                .map(|a| a.to_string())
-                .unwrap_or_else(|_| "?".into()),
+            Listener::Tcp(l) => l.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| "?".into()),
             Listener::Unix(_, path) => format!("unix:{}", path.display()),
         }
     }
@@ -85,24 +74,18 @@ impl Drop for Listener {
 
 async fn bind_unix(path: &Path, mode: u32) -> Result<Listener> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create directory {}", dir.display()))?;
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create directory {}", dir.display()))?;
     }
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {
-            bail!(
-                "{} exists and is not a socket; refusing to replace it",
-                path.display()
-            );
+            bail!("{} exists and is not a socket; refusing to replace it", path.display());
         }
         if tokio::net::UnixStream::connect(path).await.is_ok() {
             bail!("{} is in use by another process", path.display());
         }
-        std::fs::remove_file(path)
-            .with_context(|| format!("cannot remove stale socket {}", path.display()))?;
+        std::fs::remove_file(path).with_context(|| format!("cannot remove stale socket {}", path.display()))?;
     }
-    let listener = UnixListener::bind(path)
-        .with_context(|| format!("cannot listen on unix:{}", path.display()))?;
+    let listener = UnixListener::bind(path).with_context(|| format!("cannot listen on unix:{}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .with_context(|| format!("cannot set permissions of {}", path.display()))?;
     Ok(Listener::Unix(listener, path.to_path_buf()))

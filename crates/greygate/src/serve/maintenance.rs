@@ -21,22 +21,9 @@ const EXPIRE_PAUSE: Duration = Duration::from_millis(5);
 /// How often decision counters are saved to the store.
 const COUNTER_FLUSH: Duration = Duration::from_secs(10);
 
-pub fn spawn(
-    tasks: &TaskTracker,
-    engine: Arc<Engine>,
-    store: &StoreConfig,
-    shutdown: CancellationToken,
-) {
-    tasks.spawn(refresh_lists(
-        engine.clone(),
-        store.lists_refresh,
-        shutdown.clone(),
-    ));
-    tasks.spawn(expire(
-        engine.clone(),
-        store.expire_interval,
-        shutdown.clone(),
-    ));
+pub fn spawn(tasks: &TaskTracker, engine: Arc<Engine>, store: &StoreConfig, shutdown: CancellationToken) {
+    tasks.spawn(refresh_lists(engine.clone(), store.lists_refresh, shutdown.clone()));
+    tasks.spawn(expire(engine.clone(), store.expire_interval, shutdown.clone()));
     tasks.spawn(flush_counters(engine, shutdown));
 }
 

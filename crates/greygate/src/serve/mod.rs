@@ -34,10 +34,7 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Seconds since the Unix epoch: the only clock the decision path uses.
 pub fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 pub async fn run(config: Config) -> Result<()> {
@@ -50,10 +47,7 @@ pub async fn run(config: Config) -> Result<()> {
     }
 
     let store = crate::store::open(&config.store)?;
-    let engine = Arc::new(
-        Engine::new(store.clone(), config.policy()?, Vec::new())
-            .context("cannot build the lists")?,
-    );
+    let engine = Arc::new(Engine::new(store.clone(), config.policy()?, Vec::new()).context("cannot build the lists")?);
     if let Err(error) = engine.refresh_lists().await {
         tracing::warn!(%error, "cannot load lists from the store; will keep trying");
     }
@@ -63,20 +57,11 @@ pub async fn run(config: Config) -> Result<()> {
     let connections = TaskTracker::new();
     maintenance::spawn(&background, engine.clone(), &config.store, shutdown.clone());
 
-    let ctx = Arc::new(PolicyContext {
-        engine: engine.clone(),
-        config: ArcSwap::from_pointee(config.policy.clone()),
-    });
+    let ctx = Arc::new(PolicyContext { engine: engine.clone(), config: ArcSwap::from_pointee(config.policy.clone()) });
     let limit = Arc::new(Semaphore::new(config.policy.max_connections));
     let bound: Vec<String> = listeners.iter().map(Listener::local).collect();
     for listener in listeners {
-        background.spawn(accept_loop(
-            listener,
-            ctx.clone(),
-            connections.clone(),
-            limit.clone(),
-            shutdown.clone(),
-        ));
+        background.spawn(accept_loop(listener, ctx.clone(), connections.clone(), limit.clone(), shutdown.clone()));
     }
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
@@ -102,14 +87,8 @@ pub async fn run(config: Config) -> Result<()> {
     tracing::info!("shutting down: no new connections, finishing open requests");
     shutdown.cancel();
     connections.close();
-    if tokio::time::timeout(DRAIN_TIMEOUT, connections.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            open = connections.len(),
-            "connections still open after the drain timeout; closing them"
-        );
+    if tokio::time::timeout(DRAIN_TIMEOUT, connections.wait()).await.is_err() {
+        tracing::warn!(open = connections.len(), "connections still open after the drain timeout; closing them");
     }
     background.close();
     background.wait().await;
@@ -129,10 +108,7 @@ fn reload(current: &mut Config, engine: &Engine, ctx: &PolicyContext) {
     let next = match Config::load(Some(&file)).and_then(|c| Ok((c.policy()?, c))) {
         Ok(next) => next,
         Err(error) => {
-            tracing::error!(
-                error = format!("{error:#}"),
-                "SIGHUP: config not reloaded; keeping the running one"
-            );
+            tracing::error!(error = format!("{error:#}"), "SIGHUP: config not reloaded; keeping the running one");
             return;
         }
     };
@@ -143,17 +119,11 @@ fn reload(current: &mut Config, engine: &Engine, ctx: &PolicyContext) {
     }
     for (what, changed) in [
         ("store", config.raw.store != current.raw.store),
-        (
-            "policy.listen",
-            config.raw.policy.listen != current.raw.policy.listen,
-        ),
+        ("policy.listen", config.raw.policy.listen != current.raw.policy.listen),
         ("log", config.raw.log != current.raw.log),
     ] {
         if changed {
-            tracing::warn!(
-                section = what,
-                "SIGHUP: this change takes effect only after a restart"
-            );
+            tracing::warn!(section = what, "SIGHUP: this change takes effect only after a restart");
         }
     }
     ctx.config.store(Arc::new(config.policy.clone()));

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use bytes::BytesMut;
 use greygate_engine::{Action, Engine, Facts, Stage, Verdict};
-use greygate_proto::policy::{self, Decoder, Request};
+use greygate_proto::policy::{self, Attr, Decoder, Request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
@@ -30,12 +30,7 @@ pub struct PolicyContext {
 
 /// Serve one connection until the client closes it, it idles out, it
 /// sends garbage, or the server shuts down between requests.
-pub async fn serve(
-    mut stream: Box<dyn Stream>,
-    peer: String,
-    ctx: Arc<PolicyContext>,
-    shutdown: CancellationToken,
-) {
+pub async fn serve(mut stream: Box<dyn Stream>, peer: String, ctx: Arc<PolicyContext>, shutdown: CancellationToken) {
     let mut buf = BytesMut::with_capacity(4096);
     let mut decoder = Decoder::new(ctx.config.load().limits);
     let mut out = Vec::with_capacity(512);
@@ -49,7 +44,8 @@ pub async fn serve(
                     action.encode(&mut out);
                 }
                 Ok(Some(request)) => {
-                    tracing::warn!(frontend = "policy", %peer, request = ?request.request, "not an smtpd_access_policy request; closing without reply");
+                    let kind = request.get(Attr::Request);
+                    tracing::warn!(frontend = "policy", %peer, request = ?kind, "not an smtpd_access_policy request; closing without reply");
                     let _ = stream.write_all(&out).await;
                     return;
                 }
@@ -95,55 +91,33 @@ pub async fn serve(
 }
 
 /// Decide on one request and turn the verdict into a policy action.
-async fn answer(
-    ctx: &PolicyContext,
-    peer: &str,
-    req: &Request,
-    prepended: &mut Option<String>,
-) -> policy::Action {
-    let Some(ip) = req
-        .client_address
-        .as_deref()
-        .and_then(|a| a.parse::<IpAddr>().ok())
-    else {
-        tracing::warn!(frontend = "policy", %peer, client_address = ?req.client_address, "request without a usable client_address; answering DUNNO");
+async fn answer(ctx: &PolicyContext, peer: &str, req: &Request, prepended: &mut Option<String>) -> policy::Action {
+    let Some(ip) = req.get(Attr::ClientAddress).and_then(|a| a.parse::<IpAddr>().ok()) else {
+        let client_address = req.get(Attr::ClientAddress);
+        tracing::warn!(frontend = "policy", %peer, ?client_address, "request without a usable client_address; answering DUNNO");
         return policy::Action::Dunno;
     };
     let facts = facts(req, ip);
     let verdict = ctx.engine.decide(&facts, super::unix_now()).await;
-    let action = encode(
-        &verdict,
-        ctx.config.load().defer_action,
-        req.instance.as_deref(),
-        prepended,
-    );
-    decision_log::policy(peer, &facts, req, &verdict, &action);
+    let action = encode(&verdict, ctx.config.load().defer_action, req.get(Attr::Instance), prepended);
+    decision_log::policy(&facts, req, &verdict, &action);
     action
 }
 
 /// Postfix attributes → engine facts.
 pub fn facts(req: &Request, ip: IpAddr) -> Facts {
-    let known = |v: &Option<String>| {
-        v.as_deref()
-            .filter(|s| !s.is_empty() && *s != "unknown")
-            .map(str::to_owned)
-    };
+    let present = |a| req.get(a).filter(|s| !s.is_empty()).map(str::to_owned);
+    let known = |a| req.get(a).filter(|s| !s.is_empty() && *s != "unknown").map(str::to_owned);
     Facts {
-        stage: req
-            .protocol_state
-            .as_deref()
-            .map_or(Stage::Other, Stage::from_postfix),
+        stage: req.get(Attr::ProtocolState).map_or(Stage::Other, Stage::from_postfix),
         client_ip: ip,
-        client_name: known(&req.client_name),
-        reverse_name: known(&req.reverse_client_name),
-        helo: req.helo_name.clone().filter(|h| !h.is_empty()),
-        sender: req.sender.clone(),
-        recipient: req.recipient.clone().filter(|r| !r.is_empty()),
-        authenticated: req.sasl_username.clone().filter(|u| !u.is_empty()),
-        tls: req
-            .encryption_protocol
-            .as_deref()
-            .is_some_and(|p| !p.is_empty()),
+        client_name: known(Attr::ClientName),
+        reverse_name: known(Attr::ReverseClientName),
+        helo: present(Attr::HeloName),
+        sender: req.get(Attr::Sender).map(str::to_owned),
+        recipient: present(Attr::Recipient),
+        authenticated: present(Attr::SaslUsername),
+        tls: req.get(Attr::EncryptionProtocol).is_some_and(|p| !p.is_empty()),
     }
 }
 
@@ -170,14 +144,8 @@ pub fn encode(
         Action::Defer(reply) => match defer {
             DeferAction::DeferIfPermit => policy::Action::DeferIfPermit(reply.status_and_text()),
             DeferAction::Defer => policy::Action::Defer(reply.status_and_text()),
-            DeferAction::Reply => policy::Action::Reply {
-                code: reply.code,
-                text: reply.status_and_text(),
-            },
+            DeferAction::Reply => policy::Action::Reply { code: reply.code, text: reply.status_and_text() },
         },
-        Action::Reject(reply) => policy::Action::Reply {
-            code: reply.code,
-            text: reply.status_and_text(),
-        },
+        Action::Reject(reply) => policy::Action::Reply { code: reply.code, text: reply.status_and_text() },
     }
 }

@@ -55,14 +55,14 @@ fn decodes_the_postfix_rcpt_request() {
     assert_eq!(reqs.len(), 1);
     let r = &reqs[0];
     assert!(r.is_access_policy());
-    assert_eq!(r.protocol_state.as_deref(), Some("RCPT"));
-    assert_eq!(r.client_address.as_deref(), Some("192.0.2.10"));
-    assert_eq!(r.client_name.as_deref(), Some("mail.example.org"));
-    assert_eq!(r.sender.as_deref(), Some("alice@example.org"));
-    assert_eq!(r.recipient.as_deref(), Some("bob@example.net"));
-    assert_eq!(r.instance.as_deref(), Some("1a2b.6740c0de.4d2f1.0"));
-    assert_eq!(r.queue_id.as_deref(), Some(""));
-    assert_eq!(r.sasl_username.as_deref(), Some(""));
+    assert_eq!(r.get(Attr::ProtocolState), Some("RCPT"));
+    assert_eq!(r.get(Attr::ClientAddress), Some("192.0.2.10"));
+    assert_eq!(r.get(Attr::ClientName), Some("mail.example.org"));
+    assert_eq!(r.get(Attr::Sender), Some("alice@example.org"));
+    assert_eq!(r.get(Attr::Recipient), Some("bob@example.net"));
+    assert_eq!(r.get(Attr::Instance), Some("1a2b.6740c0de.4d2f1.0"));
+    assert_eq!(r.get(Attr::QueueId), Some(""));
+    assert_eq!(r.get(Attr::SaslUsername), Some(""));
     assert_eq!(r.attribute_count, 31);
 }
 
@@ -93,18 +93,14 @@ fn pipelined_requests_come_out_in_order_and_leftovers_stay() {
     input.extend_from_slice(b"request=smtpd_access_policy\nrecip");
     let (reqs, res, left) = decode_all(&input, Limits::default());
     assert_eq!(res, Ok(()));
-    let rcpts: Vec<_> = reqs.iter().map(|r| r.recipient.clone().unwrap()).collect();
+    let rcpts: Vec<&str> = reqs.iter().map(|r| r.get(Attr::Recipient).unwrap()).collect();
     assert_eq!(rcpts, ["a@x", "b@x"]);
     assert_eq!(left, "request=smtpd_access_policy\nrecip".len());
 }
 
 #[test]
 fn table_of_inputs() {
-    let small = Limits {
-        max_line: 32,
-        max_request: 96,
-        max_attributes: 3,
-    };
+    let small = Limits { max_line: 32, max_request: 96, max_attributes: 3 };
     type Case = (&'static [u8], Limits, Result<usize, DecodeError>);
     let cases: &[Case] = &[
         // CRLF input is tolerated, the empty line may be CR LF too.
@@ -142,13 +138,13 @@ fn table_of_inputs() {
 fn invalid_utf8_is_replaced_not_rejected() {
     let (reqs, res, _) = decode_all(b"helo_name=h\xffst\n\n", Limits::default());
     assert_eq!(res, Ok(()));
-    assert_eq!(reqs[0].helo_name.as_deref(), Some("h\u{fffd}st"));
+    assert_eq!(reqs[0].get(Attr::HeloName), Some("h\u{fffd}st"));
 }
 
 #[test]
 fn repeated_attribute_keeps_the_last_value() {
     let (reqs, _, _) = decode_all(b"sender=a@x\nsender=b@x\n\n", Limits::default());
-    assert_eq!(reqs[0].sender.as_deref(), Some("b@x"));
+    assert_eq!(reqs[0].get(Attr::Sender), Some("b@x"));
     assert_eq!(reqs[0].attribute_count, 2);
 }
 
@@ -160,21 +156,12 @@ fn replies_are_lf_only_and_sanitised() {
             Action::DeferIfPermit("4.7.1 Greylisted, try again in 300 seconds".into()),
             b"action=DEFER_IF_PERMIT 4.7.1 Greylisted, try again in 300 seconds\n\n",
         ),
-        (
-            Action::Reply {
-                code: 451,
-                text: "4.7.1 Greylisted".into(),
-            },
-            b"action=451 4.7.1 Greylisted\n\n",
-        ),
+        (Action::Reply { code: 451, text: "4.7.1 Greylisted".into() }, b"action=451 4.7.1 Greylisted\n\n"),
         (
             Action::Prepend("X-Greylist: delayed 301 seconds".into()),
             b"action=PREPEND X-Greylist: delayed 301 seconds\n\n",
         ),
-        (
-            Action::Reject("bad\r\nthing\0".into()),
-            b"action=REJECT bad  thing \n\n",
-        ),
+        (Action::Reject("bad\r\nthing\0".into()), b"action=REJECT bad  thing \n\n"),
         (Action::Defer(String::new()), b"action=DEFER\n\n"),
     ];
     for (action, want) in cases {
