@@ -1,1 +1,0 @@
-nice -n -10 /work/main/bench/policyload --host 127.0.0.1 --port 10050 --connections 32 --requests 300000 --unique-ratio 1.0 --seed 43 --server-pid 29039 --json /work/main/bench/results/policy-20261121-073628/json/ext-c32-u1.0-r2.json --label ext-c32-u1.0-r2

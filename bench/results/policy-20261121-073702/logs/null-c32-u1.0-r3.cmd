@@ -1,1 +1,0 @@
-nice -n -10 /work/main/bench/policyload --host 127.0.0.1 --port 10040 --connections 32 --requests 600000 --unique-ratio 1.0 --seed 44 --server-pid 30119 --json /work/main/bench/results/policy-20261121-073702/json/null-c32-u1.0-r3.json --label null-c32-u1.0-r3
