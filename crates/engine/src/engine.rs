@@ -214,8 +214,13 @@ impl Engine {
         let lists = self.lists.load();
         let mut trace = Tracer(trace);
 
-        if !matches!(facts.stage, Stage::Rcpt | Stage::Data) {
-            trace.note("stage", || format!("{}: greygate decides at rcpt and data only", facts.stage));
+        // Greylisting is per recipient at RCPT. At DATA only transactions
+        // from the null sender are decided: a front end defers those there
+        // so that sender-verification callouts, which stop before DATA, are
+        // not refused (PROTOCOLS.md §7.2).
+        let null_sender = facts.sender.as_deref().is_some_and(|s| s.is_empty() || s == "<>");
+        if !(facts.stage == Stage::Rcpt || facts.stage == Stage::Data && null_sender) {
+            trace.note("stage", || format!("{}: greygate decides at rcpt (and at data for <>)", facts.stage));
             return Verdict::accept(Reason::Stage(facts.stage));
         }
         trace.note("stage", || facts.stage.to_string());

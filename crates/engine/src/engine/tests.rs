@@ -133,6 +133,9 @@ fn lists_decide_before_the_store() {
             "authenticated",
         ),
         (Facts { stage: Stage::Mail, ..facts("192.0.2.1", "a@b", "r@x") }, "accept", "stage"),
+        (Facts { stage: Stage::Data, ..facts("192.0.2.1", "a@b", "r@x") }, "accept", "stage"),
+        // The null sender is decided at DATA.
+        (Facts { stage: Stage::Data, ..facts("192.0.2.1", "", "r@x") }, "defer", "new"),
         (Facts { recipient: None, ..facts("192.0.2.1", "a@b", "r@x") }, "accept", "incomplete"),
     ];
     for (f, action, kind) in cases {

@@ -3,7 +3,7 @@
 //! Expiry deletes in small batches with a pause between them, so it never
 //! holds the store long enough to slow decisions (postgrey's nightly walk
 //! blocks its request loop; sqlgrey's "sync" cleanup locks up). Everything
-//! stops when `shutdown` fires; the counters are flushed one last time.
+//! stops when `shutdown` fires.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,18 +74,20 @@ async fn expire(engine: Arc<Engine>, every: Duration, shutdown: CancellationToke
 }
 
 async fn flush_counters(engine: Arc<Engine>, shutdown: CancellationToken) {
-    loop {
-        let running = sleep_or_stop(COUNTER_FLUSH, &shutdown).await;
-        let counts = engine.take_counters();
-        if !counts.is_empty()
-            && let Err(error) = engine.store().add_counters(&counts).await
-        {
-            tracing::warn!(%error, "cannot save decision counters; keeping them for the next try");
-            engine.restore_counters(&counts);
-        }
-        if !running {
-            return;
-        }
+    // The last flush is `serve::run`'s, after the connections drained.
+    while sleep_or_stop(COUNTER_FLUSH, &shutdown).await {
+        save_counters(&engine).await;
+    }
+}
+
+/// Save the decision counters; on failure keep them for the next try.
+pub async fn save_counters(engine: &Engine) {
+    let counts = engine.take_counters();
+    if !counts.is_empty()
+        && let Err(error) = engine.store().add_counters(&counts).await
+    {
+        tracing::warn!(%error, "cannot save decision counters; keeping them for the next try");
+        engine.restore_counters(&counts);
     }
 }
 

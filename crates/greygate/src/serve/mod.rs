@@ -92,6 +92,7 @@ pub async fn run(config: Config) -> Result<()> {
     }
     background.close();
     background.wait().await;
+    maintenance::save_counters(&engine).await;
     if let Err(error) = store.close().await {
         tracing::warn!(%error, "closing the store failed");
     }
