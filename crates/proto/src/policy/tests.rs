@@ -170,3 +170,55 @@ fn replies_are_lf_only_and_sanitised() {
         assert_eq!(out, want, "{action:?}");
     }
 }
+
+/// The fuzz target's main property, on every test run: the same requests
+/// come out, and the same inputs are refused, however the bytes are cut.
+#[test]
+fn decoding_does_not_depend_on_how_bytes_arrive() {
+    let limits = Limits { max_line: 64, max_request: 512, max_attributes: 8 };
+    let pieces: [&[u8]; 10] = [
+        b"request=smtpd_access_policy\n",
+        b"sender=a@b\n",
+        b"recipient=c@d\r\n",
+        b"\n",
+        b"\r\n",
+        b"x",
+        b"=",
+        b"\0",
+        b"client_address=192.0.2.1\n",
+        b"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+    ];
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let decode = |data: &[u8], step: usize| {
+        let mut decoder = Decoder::new(limits);
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        for chunk in data.chunks(step) {
+            buf.extend_from_slice(chunk);
+            loop {
+                match decoder.decode(&mut buf) {
+                    Ok(Some(r)) => out.push(r),
+                    Ok(None) => break,
+                    Err(_) => return (out, true),
+                }
+            }
+            assert!(buf.len() < limits.max_request + step);
+        }
+        (out, false)
+    };
+    for _ in 0..2000 {
+        let len = (next() % 40) as usize;
+        let data: Vec<u8> =
+            (0..len).flat_map(|_| pieces[(next() % pieces.len() as u64) as usize].iter().copied()).collect();
+        let whole = decode(&data, data.len().max(1));
+        for step in [1, 2, 3, 7, 16] {
+            assert_eq!(decode(&data, step), whole, "step {step}, input {:?}", String::from_utf8_lossy(&data));
+        }
+    }
+}
