@@ -44,7 +44,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let serving = matches!(cli.command, Command::Serve);
     // Admin commands print their results; only warnings go to the log.
     let level = if serving { raw.log.level.clone() } else { "warn".to_owned() };
-    let _log = logging::init(&level, std::env::var("RUST_LOG").ok(), raw.log.format)?;
+    logging::init(&level, std::env::var("RUST_LOG").ok(), raw.log.format)?;
 
     let config = Config::from_raw(raw, cli.config.clone())?;
     config.policy()?;
@@ -52,6 +52,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("greygate")
+        .on_thread_start(logging::buffer_this_thread)
+        .on_thread_park(logging::flush_this_thread)
+        .on_thread_stop(logging::flush_this_thread)
         .build()
         .context("cannot start the async runtime")?;
     match cli.command {

@@ -22,6 +22,7 @@
 mod checkpoint;
 mod schema;
 mod state;
+mod table;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -125,13 +126,10 @@ impl SqliteStore {
         let path = options.path.clone();
         let checkpointer = spawn("greygate-ckpt", Box::new(move || checkpoint::run(path, synchronous, stop)))?;
         let (tx, rx) = mpsc::channel();
-        let mut wal = options.path.clone().into_os_string();
-        wal.push("-wal");
-        let wal = PathBuf::from(wal);
         let writer = spawn(
             "greygate-sqlite",
             Box::new(move || {
-                writer::run(conn, rx, wal);
+                writer::run(conn, rx);
                 // The writer checkpointed at its shutdown; stop the other.
                 drop(stop_checkpoints);
                 let _ = checkpointer.join();

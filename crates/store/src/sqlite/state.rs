@@ -22,6 +22,8 @@ use foldhash::HashMap;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::table::Table;
+
 use crate::TripletKey;
 use crate::model::{ClientRecord, Entry};
 
@@ -184,10 +186,10 @@ impl Compacted {
 }
 
 /// The latest state of every key that has log rows.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(super) struct State {
-    triplets: HashMap<TripletKey, Slot<Times>>,
-    clients: HashMap<String, Slot<ClientTimes>>,
+    triplets: Table<TripletKey, Slot<Times>>,
+    clients: Table<String, Slot<ClientTimes>>,
     /// The last log sequence number applied (ours or others').
     seq: i64,
     /// `PRAGMA data_version` at our last look: unchanged means no other
