@@ -11,8 +11,17 @@ use greygate_store::timeout::TimeoutStore;
 
 use crate::config::{Backend, StoreConfig, Synchronous};
 
+/// Who opens the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The server: owns compaction.
+    Server,
+    /// An admin command: reads and writes, leaves compaction to the server.
+    Admin,
+}
+
 /// Open the store; decisions are bounded by `store.timeout`.
-pub fn open(config: &StoreConfig) -> Result<Arc<dyn Store>> {
+pub fn open(config: &StoreConfig, role: Role) -> Result<Arc<dyn Store>> {
     let inner: Arc<dyn Store> = match config.backend {
         Backend::Sqlite => {
             let options = SqliteOptions {
@@ -22,6 +31,7 @@ pub fn open(config: &StoreConfig) -> Result<Arc<dyn Store>> {
                     Synchronous::Full => sqlite::Synchronous::Full,
                 },
                 busy_timeout: Duration::from_secs(5),
+                compact_on_close: role == Role::Server,
             };
             let store = SqliteStore::open(&options)
                 .with_context(|| format!("cannot open the SQLite store {}", config.path.display()))?;

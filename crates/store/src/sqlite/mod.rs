@@ -64,11 +64,20 @@ pub struct SqliteOptions {
     /// How long to wait for another process (the admin CLI) holding the
     /// write lock before the operation fails.
     pub busy_timeout: Duration,
+    /// Fold the whole log into the snapshot when closing. The server does;
+    /// a short-lived admin command should not, because that holds the
+    /// write lock for as long as the log is big, stalling the server.
+    pub compact_on_close: bool,
 }
 
 impl SqliteOptions {
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        SqliteOptions { path: path.into(), synchronous: Synchronous::Normal, busy_timeout: Duration::from_secs(5) }
+        SqliteOptions {
+            path: path.into(),
+            synchronous: Synchronous::Normal,
+            busy_timeout: Duration::from_secs(5),
+            compact_on_close: true,
+        }
     }
 }
 
@@ -126,10 +135,11 @@ impl SqliteStore {
         let path = options.path.clone();
         let checkpointer = spawn("greygate-ckpt", Box::new(move || checkpoint::run(path, synchronous, stop)))?;
         let (tx, rx) = mpsc::channel();
+        let compact_on_close = options.compact_on_close;
         let writer = spawn(
             "greygate-sqlite",
             Box::new(move || {
-                writer::run(conn, rx);
+                writer::run(conn, rx, compact_on_close);
                 // The writer checkpointed at its shutdown; stop the other.
                 drop(stop_checkpoints);
                 let _ = checkpointer.join();

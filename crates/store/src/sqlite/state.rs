@@ -192,6 +192,9 @@ pub(super) struct State {
     clients: Table<String, Slot<ClientTimes>>,
     /// The last log sequence number applied (ours or others').
     seq: i64,
+    /// The compaction point (`meta.log_seq`) at our last look: log rows up
+    /// to it have been folded into the snapshot and deleted.
+    compacted: i64,
     /// `PRAGMA data_version` at our last look: unchanged means no other
     /// connection committed since, so there is nothing to catch up on.
     data_version: Option<i64>,
@@ -211,19 +214,37 @@ impl State {
         if self.data_version == Some(data_version) {
             return Ok(());
         }
-        let last: i64 = conn
+        let (compacted, last): (i64, i64) = conn
             .prepare_cached(
-                "SELECT max((SELECT value FROM meta WHERE key = 'log_seq'),
-                            coalesce((SELECT max(seq) FROM triplet_log), 0),
-                            coalesce((SELECT max(seq) FROM client_log), 0))",
+                "SELECT value, max(value,
+                                   coalesce((SELECT max(seq) FROM triplet_log), 0),
+                                   coalesce((SELECT max(seq) FROM client_log), 0))
+                 FROM meta WHERE key = 'log_seq'",
             )?
-            .query_row([], |r| r.get(0))?;
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        if compacted > self.seq {
+            // Another process compacted log rows we never read: our memory
+            // may hold states they changed. The snapshot has their result
+            // now, so start over from it and what is left of the log.
+            *self = State::default();
+        } else if compacted > self.compacted {
+            // Rows we had read were compacted by another process: their
+            // keys' states are in the snapshot now; free the memory.
+            self.evict_upto(compacted);
+        }
+        self.compacted = compacted;
         if last > self.seq {
             self.apply_log(conn, self.seq)?;
             self.seq = last;
         }
         self.data_version = Some(data_version);
         Ok(())
+    }
+
+    /// Forget keys whose latest log row is at or before `seq`.
+    fn evict_upto(&mut self, seq: i64) {
+        self.triplets.retain(|_, slot| slot.seq > seq);
+        self.clients.retain(|_, slot| slot.seq > seq);
     }
 
     fn apply_log(&mut self, conn: &Connection, after: i64) -> rusqlite::Result<()> {
@@ -542,6 +563,7 @@ impl State {
     /// After a committed compaction: keys whose latest log row was moved
     /// leave memory; keys logged again since stay.
     pub fn forget(&mut self, compacted: Compacted) {
+        self.compacted = self.compacted.max(compacted.triplet_upto).max(compacted.client_upto);
         for key in compacted.triplets {
             if self.triplets.get(&key).is_some_and(|s| s.seq <= compacted.triplet_upto) {
                 self.triplets.remove(&key);

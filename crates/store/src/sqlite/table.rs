@@ -71,6 +71,11 @@ impl<K: Hash + Eq, V> Table<K, V> {
         Some(found.remove().0.entry.1)
     }
 
+    /// Keep only the entries for which `keep` is true.
+    pub fn retain(&mut self, mut keep: impl FnMut(&K, &V) -> bool) {
+        self.items.retain(|i| keep(&i.entry.0, &i.entry.1));
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
         self.items.iter().map(|i| (&i.entry.0, &i.entry.1))
     }

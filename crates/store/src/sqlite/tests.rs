@@ -238,3 +238,24 @@ async fn sequence_numbers_survive_a_full_compaction() {
     late.close().await.unwrap();
     server.close().await.unwrap();
 }
+
+/// A store that compacts log rows another store has not read yet must not
+/// leave that store answering from a stale memory: here the deletion would
+/// be compacted away before the server ever saw it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_of_unseen_rows_does_not_leave_stale_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = SqliteOptions::new(dir.path().join("g.db"));
+    let server = SqliteStore::open(&options).unwrap();
+    assert_eq!(server.decide(&request("a@x", 0)).await.unwrap().outcome, Outcome::New);
+    let other = SqliteStore::open(&options).unwrap();
+    other
+        .delete_entries(&EntryFilter { sender: Some(crate::Glob::new("a@x")), ..EntryFilter::default() })
+        .await
+        .unwrap();
+    // Closing compacts the tombstone into the snapshot and deletes it from
+    // the log, before the server looked.
+    other.close().await.unwrap();
+    assert_eq!(server.decide(&request("a@x", 100)).await.unwrap().outcome, Outcome::New);
+    server.close().await.unwrap();
+}

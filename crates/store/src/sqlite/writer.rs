@@ -72,7 +72,7 @@ fn note_wal_frames(_: &Wal, frames: c_int) -> rusqlite::Result<()> {
     Ok(())
 }
 
-pub(super) fn run(mut conn: Connection, jobs: Receiver<Job>) {
+pub(super) fn run(mut conn: Connection, jobs: Receiver<Job>, compact_on_close: bool) {
     conn.wal_hook(Some(note_wal_frames));
     let mut state = State::default();
     let mut decisions: Vec<(DecideRequest, bool, Reply<Decision>)> = Vec::new();
@@ -108,7 +108,7 @@ pub(super) fn run(mut conn: Connection, jobs: Receiver<Job>) {
                 }
                 Job::Close(done) => {
                     commit_decisions(&mut conn, &mut state, &mut decisions);
-                    shut_down(conn, &mut state);
+                    shut_down(conn, &mut state, compact_on_close);
                     let _ = done.send(());
                     return;
                 }
@@ -133,7 +133,7 @@ pub(super) fn run(mut conn: Connection, jobs: Receiver<Job>) {
             }
         }
     }
-    shut_down(conn, &mut state);
+    shut_down(conn, &mut state, compact_on_close);
 }
 
 /// Compact while no job is waiting. Returns the job that interrupted, if
@@ -167,9 +167,9 @@ pub(super) fn compact_step(conn: &mut Connection, state: &mut State, limit: usiz
     Ok(rows)
 }
 
-fn shut_down(mut conn: Connection, state: &mut State) {
+fn shut_down(mut conn: Connection, state: &mut State, compact: bool) {
     // Leave a short log behind so the next start loads quickly.
-    loop {
+    while compact {
         match compact_step(&mut conn, state, 10_000) {
             Ok(0) => break,
             Ok(_) => {}
