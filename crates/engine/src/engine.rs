@@ -246,7 +246,7 @@ impl Engine {
         let vars = Vars {
             recipient: facts.recipient.as_deref(),
             sender: facts.sender.as_deref(),
-            client: Some(facts.client_ip.to_string()),
+            client: Some(facts.client_ip),
             host: Some(&policy.hostname),
             delay: Some(policy.defaults.timers.delay),
             ..Vars::default()

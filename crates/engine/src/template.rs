@@ -51,7 +51,7 @@ pub struct Vars<'a> {
     pub delayed: Option<i64>,
     pub recipient: Option<&'a str>,
     pub sender: Option<&'a str>,
-    pub client: Option<String>,
+    pub client: Option<std::net::IpAddr>,
     pub host: Option<&'a str>,
     pub date: Option<String>,
 }
@@ -147,7 +147,10 @@ impl Template {
                             Ok(push_clean(&mut out, vars.recipient.and_then(crate::address::domain_of).unwrap_or("")))
                         }
                         Field::Sender => Ok(push_clean(&mut out, vars.sender.unwrap_or(""))),
-                        Field::Client => Ok(push_clean(&mut out, vars.client.as_deref().unwrap_or(""))),
+                        Field::Client => match vars.client {
+                            Some(ip) => write!(out, "{ip}"),
+                            None => Ok(()),
+                        },
                         Field::Host => Ok(push_clean(&mut out, vars.host.unwrap_or(""))),
                         Field::Version => write!(out, "{}", env!("CARGO_PKG_VERSION")),
                         Field::Date => Ok(push_clean(&mut out, vars.date.as_deref().unwrap_or(""))),

@@ -154,14 +154,19 @@ impl AddressList {
         if addr.is_empty() || addr == "<>" {
             return self.null.as_ref();
         }
+        // Most lists are empty; asking them must cost nothing.
+        if self.len() == 0 {
+            return None;
+        }
         let addr = addr.to_lowercase();
         let Some((local, domain)) = addr.rsplit_once('@') else {
             return self.regexes.find(&addr);
         };
         let base = local.split('+').next().unwrap_or(local);
+        let base_address = || (base.len() != local.len()).then(|| format!("{base}@{domain}"));
         self.addresses
             .get(addr.as_str())
-            .or_else(|| self.addresses.get(&format!("{base}@{domain}")))
+            .or_else(|| base_address().and_then(|a| self.addresses.get(&a)))
             .or_else(|| self.locals.get(local))
             .or_else(|| self.locals.get(base))
             .or_else(|| {

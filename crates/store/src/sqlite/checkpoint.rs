@@ -4,7 +4,10 @@
 //! and fsyncs twice, stalling every decision queued behind it. This thread
 //! checkpoints with its own connection instead (PASSIVE: it never waits for
 //! the writer), so copying WAL frames into the database and the fsyncs
-//! happen beside the decisions, not in front of them.
+//! happen beside the decisions, not in front of them. It runs at the lowest
+//! CPU priority: on a busy machine it must not take a CPU from decisions
+//! (measured: p99 latency under load 1.6-1.9 ms at normal priority,
+//! 1.3-1.4 ms at nice 19).
 
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -16,6 +19,7 @@ use rusqlite::Connection;
 pub(super) const INTERVAL: Duration = Duration::from_millis(250);
 
 pub(super) fn run(path: PathBuf, synchronous: &'static str, stop: Receiver<()>) {
+    lower_priority();
     let conn = match Connection::open(&path).and_then(|c| {
         c.busy_timeout(Duration::from_secs(1))?;
         c.execute_batch(&format!("PRAGMA synchronous = {synchronous};"))?;
@@ -35,5 +39,16 @@ pub(super) fn run(path: PathBuf, synchronous: &'static str, stop: Receiver<()>) 
         if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
             tracing::debug!(error = %e, "wal checkpoint skipped");
         }
+    }
+}
+
+/// Give this thread the lowest scheduling priority (nice 19).
+#[allow(unsafe_code)]
+fn lower_priority() {
+    // SAFETY: nice(2) has no memory-safety preconditions. On Linux the nice
+    // value is per thread, so this affects the checkpoint thread only.
+    let result = unsafe { libc::nice(19) };
+    if result == -1 {
+        tracing::debug!("could not lower the checkpoint thread's priority");
     }
 }

@@ -86,7 +86,9 @@ const CHUNK: usize = 1000;
 
 /// The SQLite backend.
 pub struct SqliteStore {
-    jobs: Mutex<Option<Sender<Job>>>,
+    /// `None` only while dropping. A sender is shared by all callers
+    /// without a lock; after `Close` the writer is gone and sends fail.
+    jobs: Option<Sender<Job>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     path: PathBuf,
 }
@@ -145,7 +147,7 @@ impl SqliteStore {
                 let _ = checkpointer.join();
             }),
         )?;
-        Ok(SqliteStore { jobs: Mutex::new(Some(tx)), thread: Mutex::new(Some(writer)), path: options.path.clone() })
+        Ok(SqliteStore { jobs: Some(tx), thread: Mutex::new(Some(writer)), path: options.path.clone() })
     }
 
     pub fn path(&self) -> &Path {
@@ -153,8 +155,7 @@ impl SqliteStore {
     }
 
     fn send(&self, job: Job) -> Result<(), StoreError> {
-        let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
-        jobs.as_ref().ok_or(StoreError::Closed)?.send(job).map_err(|_| StoreError::Closed)
+        self.jobs.as_ref().ok_or(StoreError::Closed)?.send(job).map_err(|_| StoreError::Closed)
     }
 
     /// Run `f` on the writer thread and wait for its result.
@@ -180,7 +181,7 @@ impl Drop for SqliteStore {
     fn drop(&mut self) {
         // Dropping the sender ends the writer loop after queued jobs; wait
         // for it so the file is compacted and closed before we return.
-        self.jobs.get_mut().unwrap_or_else(|p| p.into_inner()).take();
+        self.jobs.take();
         if let Some(t) = self.thread.get_mut().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = t.join();
         }
@@ -490,7 +491,6 @@ impl Store for SqliteStore {
     async fn close(&self) -> Result<(), StoreError> {
         let (done, wait) = oneshot::channel();
         self.send(Job::Close(done))?;
-        self.jobs.lock().unwrap_or_else(|p| p.into_inner()).take();
         let _ = wait.await;
         let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(t) = thread {
