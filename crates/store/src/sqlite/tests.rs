@@ -66,6 +66,8 @@ fn opens_a_fresh_file_in_wal_mode_at_the_current_schema() {
     let conn = Connection::open(&path).unwrap();
     let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
+    assert_eq!(page_size, 2048);
     assert_eq!(mode, "wal");
     assert_eq!(version, SCHEMA_VERSION as i64);
 }
