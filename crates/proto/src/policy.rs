@@ -164,39 +164,40 @@ impl Decoder {
     /// Returns `Ok(None)` when more bytes are needed. After an error the
     /// connection must be dropped: the decoder does not resynchronise.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Request>, DecodeError> {
-        loop {
-            let rest = &buf[self.scanned..];
-            let Some(lf) = memchr(b'\n', rest) else {
-                if rest.len() >= self.limits.max_line {
-                    return Err(DecodeError::LineTooLong { limit: self.limits.max_line });
-                }
-                if self.scanned + rest.len() >= self.limits.max_request {
-                    return Err(DecodeError::RequestTooLarge { limit: self.limits.max_request });
-                }
-                return Ok(None);
-            };
-            let line_len = lf + 1;
-            if line_len > self.limits.max_line {
-                return Err(DecodeError::LineTooLong { limit: self.limits.max_line });
+        let limits = self.limits;
+        let mut line_start = self.scanned;
+        // One SIMD pass over the new bytes finds every line end.
+        for lf in memchr::memchr_iter(b'\n', &buf[line_start..]) {
+            let end = self.scanned + lf + 1;
+            if end - line_start > limits.max_line {
+                return Err(DecodeError::LineTooLong { limit: limits.max_line });
             }
-            let end = self.scanned + line_len;
-            if end > self.limits.max_request {
-                return Err(DecodeError::RequestTooLarge { limit: self.limits.max_request });
+            if end > limits.max_request {
+                return Err(DecodeError::RequestTooLarge { limit: limits.max_request });
             }
-            let is_blank = lf == 0 || (lf == 1 && rest[0] == b'\r');
-            if is_blank {
+            let blank = end - line_start == 1 || (end - line_start == 2 && buf[line_start] == b'\r');
+            if blank {
+                let body_len = line_start;
                 let block = buf.split_to(end);
-                let body_len = self.scanned;
                 self.scanned = 0;
                 self.attributes = 0;
                 return parse_block(&block[..body_len]).map(Some);
             }
             self.attributes += 1;
-            if self.attributes > self.limits.max_attributes {
-                return Err(DecodeError::TooManyAttributes { limit: self.limits.max_attributes });
+            if self.attributes > limits.max_attributes {
+                return Err(DecodeError::TooManyAttributes { limit: limits.max_attributes });
             }
-            self.scanned = end;
+            line_start = end;
         }
+        self.scanned = line_start;
+        let partial = buf.len() - line_start;
+        if partial >= limits.max_line {
+            return Err(DecodeError::LineTooLong { limit: limits.max_line });
+        }
+        if buf.len() >= limits.max_request {
+            return Err(DecodeError::RequestTooLarge { limit: limits.max_request });
+        }
+        Ok(None)
     }
 
     /// Drop any partial request state, e.g. before reusing the decoder.
@@ -215,36 +216,33 @@ impl Default for Decoder {
 
 /// Parse the attribute lines of one complete request (without the blank line).
 fn parse_block(block: &[u8]) -> Result<Request, DecodeError> {
+    if let Some(nul) = memchr(0, block) {
+        return Err(DecodeError::NulByte { line: 1 + memchr::memchr_iter(b'\n', &block[..nul]).count() });
+    }
     let text = match std::str::from_utf8(block) {
         Ok(s) => s.to_owned(),
         Err(_) => String::from_utf8_lossy(block).into_owned(),
     };
     let mut request = Request { text: String::new(), values: [None; Attr::COUNT], attribute_count: 0 };
-    let mut offset = 0usize;
-    for (index, raw) in text.as_bytes().split(|&b| b == b'\n').enumerate() {
-        let line_start = offset;
-        offset += raw.len() + 1;
-        if raw.is_empty() {
-            // Only the split remainder after the final LF can be empty here.
-            continue;
-        }
-        let line_no = index + 1;
+    let bytes = text.as_bytes();
+    let mut line_start = 0;
+    for (index, lf) in memchr::memchr_iter(b'\n', bytes).enumerate() {
+        let raw = &bytes[line_start..lf];
         let line = raw.strip_suffix(b"\r").unwrap_or(raw);
-        if memchr(0, line).is_some() {
-            return Err(DecodeError::NulByte { line: line_no });
-        }
-        let Some(eq) = memchr(b'=', line) else {
+        let line_no = index + 1;
+        // Names are short: a plain scan beats a vectorised search here.
+        let Some(eq) = line.iter().position(|&b| b == b'=') else {
             return Err(DecodeError::MissingSeparator { line: line_no });
         };
         if eq == 0 {
             return Err(DecodeError::EmptyName { line: line_no });
         }
         if let Some(attr) = Attr::from_name(&line[..eq]) {
-            let start = line_start + eq + 1;
             // Request size is bounded by `Limits`, far below u32::MAX.
-            request.values[attr as usize] = Some((start as u32, (line_start + line.len()) as u32));
+            request.values[attr as usize] = Some(((line_start + eq + 1) as u32, (line_start + line.len()) as u32));
         }
         request.attribute_count += 1;
+        line_start = lf + 1;
     }
     request.text = text;
     Ok(request)

@@ -7,7 +7,10 @@
 //! go idle (tokio's `on_thread_park`), so under light load a line is written
 //! at once and under heavy load a hundred lines share one system call.
 //! Every other thread writes straight through. Lines are never split or
-//! interleaved: a buffer only ever holds whole lines.
+//! interleaved: a buffer only ever holds whole lines. The text format is
+//! logfmt ([`logfmt`]); `format = "json"` gives one JSON object per line.
+
+mod logfmt;
 
 use std::cell::{Cell, RefCell};
 use std::io::{self, Write};
@@ -88,10 +91,9 @@ impl<'a> MakeWriter<'a> for Lines {
 pub fn init(filter: &str, override_filter: Option<String>, format: LogFormat) -> Result<()> {
     let filter = EnvFilter::try_new(override_filter.as_deref().unwrap_or(filter))
         .with_context(|| format!("invalid log level {filter:?}"))?;
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(Lines).with_target(false);
     match format {
-        LogFormat::Text => builder.with_ansi(ansi).init(),
+        LogFormat::Text => builder.event_format(logfmt::Logfmt).init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
     Ok(())
