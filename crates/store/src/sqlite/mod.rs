@@ -20,6 +20,8 @@
 //! loss, at the cost of one fsync per group commit.
 
 mod checkpoint;
+mod filter;
+mod log;
 mod schema;
 mod state;
 mod table;
@@ -281,8 +283,9 @@ impl Store for SqliteStore {
         self.call(move |conn, state| {
             let victims = matching_entries(conn, state, &filter, usize::MAX)?;
             for chunk in victims.chunks(CHUNK) {
-                write_txn(conn, state, |_, pending, tx| {
-                    chunk.iter().try_for_each(|e| pending.delete_entry(tx, &e.key))
+                write_txn(conn, state, |_, pending, _| {
+                    chunk.iter().for_each(|e| pending.delete_entry(&e.key));
+                    Ok(())
                 })?;
             }
             Ok(victims.len() as u64)
@@ -300,8 +303,9 @@ impl Store for SqliteStore {
         self.call(move |conn, state| {
             let victims = matching_clients(conn, state, &filter, usize::MAX)?;
             for chunk in victims.chunks(CHUNK) {
-                write_txn(conn, state, |_, pending, tx| {
-                    chunk.iter().try_for_each(|c| pending.delete_client(tx, &c.client))
+                write_txn(conn, state, |_, pending, _| {
+                    chunk.iter().for_each(|c| pending.delete_client(&c.client));
+                    Ok(())
                 })?;
             }
             Ok(victims.len() as u64)
@@ -313,10 +317,16 @@ impl Store for SqliteStore {
         let (entries, clients) = (entries.to_vec(), clients.to_vec());
         self.call(move |conn, state| {
             for chunk in entries.chunks(CHUNK) {
-                write_txn(conn, state, |_, pending, tx| chunk.iter().try_for_each(|e| pending.put_entry(tx, e)))?;
+                write_txn(conn, state, |_, pending, _| {
+                    chunk.iter().for_each(|e| pending.put_entry(e));
+                    Ok(())
+                })?;
             }
             for chunk in clients.chunks(CHUNK) {
-                write_txn(conn, state, |_, pending, tx| chunk.iter().try_for_each(|c| pending.put_client(tx, c)))?;
+                write_txn(conn, state, |_, pending, _| {
+                    chunk.iter().for_each(|c| pending.put_client(c));
+                    Ok(())
+                })?;
             }
             Ok(())
         })

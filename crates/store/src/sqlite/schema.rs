@@ -2,9 +2,9 @@
 //!
 //! Two kinds of tables hold greylisting state (see the parent module):
 //! the *snapshot* tables `triplets` and `clients`, keyed by their natural
-//! keys, and the append-only *log* tables `triplet_log` and `client_log`,
-//! where every change is written first. A key's state is its latest log
-//! row if it has one, else its snapshot row.
+//! keys, and the append-only `log`, where every change is written first,
+//! one row per transaction. A key's state is its latest log record if it
+//! has one, else its snapshot row.
 //!
 //! `PRAGMA user_version` holds the number of migrations applied, and
 //! `PRAGMA application_id` marks the file as greygate's so that pointing the
@@ -46,31 +46,13 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX clients_expires_at ON clients (expires_at);
 
-    -- Append-only; `deleted = 1` rows are tombstones (other columns 0).
-    -- `seq` is shared by both logs and never reused: the next one is one more
-    -- than the largest in either log or in meta.log_seq (saved by compaction).
-    CREATE TABLE triplet_log (
-        seq        INTEGER PRIMARY KEY,
-        client     TEXT    NOT NULL,
-        sender     TEXT    NOT NULL,
-        recipient  TEXT    NOT NULL,
-        first_seen INTEGER NOT NULL,
-        last_seen  INTEGER NOT NULL,
-        passed_at  INTEGER,
-        attempts   INTEGER NOT NULL,
-        passes     INTEGER NOT NULL,
-        expires_at INTEGER NOT NULL,
-        deleted    INTEGER NOT NULL DEFAULT 0
-    );
-
-    CREATE TABLE client_log (
-        seq          INTEGER PRIMARY KEY,
-        client       TEXT    NOT NULL,
-        passes       INTEGER NOT NULL,
-        last_counted INTEGER NOT NULL,
-        last_seen    INTEGER NOT NULL,
-        expires_at   INTEGER NOT NULL,
-        deleted      INTEGER NOT NULL DEFAULT 0
+    -- Append-only: one row per transaction, holding every change it made
+    -- (see state.rs for the encoding). `seq` is never reused: the next one
+    -- is one more than the largest here or in meta.log_seq (saved by
+    -- compaction).
+    CREATE TABLE log (
+        seq  INTEGER PRIMARY KEY,
+        data BLOB    NOT NULL
     );
 
     CREATE TABLE lists (

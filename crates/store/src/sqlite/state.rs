@@ -1,12 +1,12 @@
-//! The in-memory mirror of the log tables, and every read or write of
+//! The in-memory mirror of the log, and every read or write of
 //! greylisting state.
 //!
-//! A key's state is its latest log row if it has one, else its snapshot
-//! row. [`State`] holds the latest log row of every key in memory, so a
-//! decision reads memory first and the snapshot only on a miss, and writes
-//! only appends to a log table. Appends fill pages in order, so a group
-//! commit of many decisions writes a page or two, not one random B-tree
-//! page per decision.
+//! A key's state is its latest log record if it has one, else its snapshot
+//! row. [`State`] holds the latest logged state of every key in memory, so a
+//! decision reads memory first and the snapshot only on a miss (and only
+//! when the [`SnapshotFilter`] says the snapshot may hold the key), and a
+//! transaction writes one log row, whatever the number of decisions in it
+//! ([`super::log`]).
 //!
 //! Coherence between processes (the server, the admin CLI, a second
 //! server): every write transaction starts with [`State::catch_up`], which
@@ -19,24 +19,13 @@
 //! order, and deletes them; their keys leave memory.
 
 use foldhash::HashMap;
-
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::filter::SnapshotFilter;
+use super::log::{self, Batch, ClientChange, ClientTimes, Times, TripletChange};
 use super::table::Table;
-
 use crate::TripletKey;
 use crate::model::{ClientRecord, Entry};
-
-/// A triplet's record without its key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Times {
-    first_seen: i64,
-    last_seen: i64,
-    passed_at: Option<i64>,
-    attempts: u32,
-    passes: u32,
-    expires_at: i64,
-}
 
 impl Times {
     fn of(e: &Entry) -> Times {
@@ -63,15 +52,6 @@ impl Times {
     }
 }
 
-/// A client record without its key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct ClientTimes {
-    passes: u32,
-    last_counted: i64,
-    last_seen: i64,
-    expires_at: i64,
-}
-
 impl ClientTimes {
     fn of(c: &ClientRecord) -> ClientTimes {
         ClientTimes { passes: c.passes, last_counted: c.last_counted, last_seen: c.last_seen, expires_at: c.expires_at }
@@ -96,77 +76,69 @@ struct Slot<T> {
     value: Option<T>,
 }
 
-/// Writes of one transaction, applied to [`State`] after COMMIT.
+/// Writes of one transaction: read back by later decisions of the same
+/// transaction, written as one log row before COMMIT, applied to [`State`]
+/// after it.
 #[derive(Debug)]
 pub(super) struct Pending {
     triplets: HashMap<TripletKey, Slot<Times>>,
     clients: HashMap<String, Slot<ClientTimes>>,
-    /// The last sequence number handed out in this transaction.
+    /// The sequence number of this transaction's log row.
     seq: i64,
 }
 
 impl Pending {
     /// Staging for a transaction that starts with `state` caught up.
     pub fn new(state: &State) -> Pending {
-        Pending { triplets: HashMap::default(), clients: HashMap::default(), seq: state.seq }
+        Pending { triplets: HashMap::default(), clients: HashMap::default(), seq: state.seq + 1 }
     }
 
-    fn next_seq(&mut self) -> i64 {
-        self.seq += 1;
-        self.seq
+    pub fn put_entry(&mut self, e: &Entry) {
+        self.triplets.insert(e.key.clone(), Slot { seq: self.seq, value: Some(Times::of(e)) });
     }
 
-    pub fn put_entry(&mut self, conn: &Connection, e: &Entry) -> rusqlite::Result<()> {
-        let seq = self.next_seq();
-        conn.prepare_cached(
-            "INSERT INTO triplet_log (seq, client, sender, recipient, first_seen, last_seen, passed_at, attempts, passes, expires_at)
-             VALUES (?10, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        )?
-        .execute(params![
-            e.key.client,
-            e.key.sender,
-            e.key.recipient,
-            e.first_seen,
-            e.last_seen,
-            e.passed_at,
-            e.attempts,
-            e.passes,
-            e.expires_at,
-            seq
-        ])?;
-        self.triplets.insert(e.key.clone(), Slot { seq, value: Some(Times::of(e)) });
+    pub fn delete_entry(&mut self, key: &TripletKey) {
+        self.triplets.insert(key.clone(), Slot { seq: self.seq, value: None });
+    }
+
+    pub fn put_client(&mut self, c: &ClientRecord) {
+        self.clients.insert(c.client.clone(), Slot { seq: self.seq, value: Some(ClientTimes::of(c)) });
+    }
+
+    pub fn delete_client(&mut self, client: &str) {
+        self.clients.insert(client.to_owned(), Slot { seq: self.seq, value: None });
+    }
+
+    /// Write this transaction's log row, if it changed anything. Call last,
+    /// before COMMIT.
+    pub fn write(&self, conn: &Connection) -> rusqlite::Result<()> {
+        if self.is_empty() {
+            return Ok(());
+        }
+        let batch = Batch {
+            triplets: self
+                .triplets
+                .iter()
+                .map(|(k, slot)| TripletChange {
+                    client: k.client.as_str().into(),
+                    sender: k.sender.as_str().into(),
+                    recipient: k.recipient.as_str().into(),
+                    times: slot.value,
+                })
+                .collect(),
+            clients: self
+                .clients
+                .iter()
+                .map(|(c, slot)| ClientChange { client: c.as_str().into(), times: slot.value })
+                .collect(),
+        };
+        conn.prepare_cached("INSERT INTO log (seq, data) VALUES (?1, ?2)")?
+            .execute(params![self.seq, batch.encode()])?;
         Ok(())
     }
 
-    pub fn delete_entry(&mut self, conn: &Connection, key: &TripletKey) -> rusqlite::Result<()> {
-        let seq = self.next_seq();
-        conn.prepare_cached(
-            "INSERT INTO triplet_log (seq, client, sender, recipient, first_seen, last_seen, attempts, passes, expires_at, deleted)
-             VALUES (?4, ?1, ?2, ?3, 0, 0, 0, 0, 0, 1)",
-        )?
-        .execute(params![key.client, key.sender, key.recipient, seq])?;
-        self.triplets.insert(key.clone(), Slot { seq, value: None });
-        Ok(())
-    }
-
-    pub fn put_client(&mut self, conn: &Connection, c: &ClientRecord) -> rusqlite::Result<()> {
-        let seq = self.next_seq();
-        conn.prepare_cached(
-            "INSERT INTO client_log (seq, client, passes, last_counted, last_seen, expires_at) VALUES (?6, ?1, ?2, ?3, ?4, ?5)",
-        )?
-        .execute(params![c.client, c.passes, c.last_counted, c.last_seen, c.expires_at, seq])?;
-        self.clients.insert(c.client.clone(), Slot { seq, value: Some(ClientTimes::of(c)) });
-        Ok(())
-    }
-
-    pub fn delete_client(&mut self, conn: &Connection, client: &str) -> rusqlite::Result<()> {
-        let seq = self.next_seq();
-        conn.prepare_cached(
-            "INSERT INTO client_log (seq, client, passes, last_counted, last_seen, expires_at, deleted) VALUES (?2, ?1, 0, 0, 0, 0, 1)",
-        )?
-        .execute(params![client, seq])?;
-        self.clients.insert(client.to_owned(), Slot { seq, value: None });
-        Ok(())
+    fn is_empty(&self) -> bool {
+        self.triplets.is_empty() && self.clients.is_empty()
     }
 }
 
@@ -174,13 +146,14 @@ impl Pending {
 #[derive(Debug, Default)]
 pub(super) struct Compacted {
     triplets: Vec<TripletKey>,
-    triplet_upto: i64,
     clients: Vec<String>,
-    client_upto: i64,
+    /// The last log row moved.
+    upto: i64,
 }
 
 impl Compacted {
-    pub fn rows(&self) -> usize {
+    /// Records moved.
+    pub fn records(&self) -> usize {
         self.triplets.len() + self.clients.len()
     }
 }
@@ -198,6 +171,9 @@ pub(super) struct State {
     /// `PRAGMA data_version` at our last look: unchanged means no other
     /// connection committed since, so there is nothing to catch up on.
     data_version: Option<i64>,
+    /// Which keys the snapshot may hold; `None` until (re)built, when every
+    /// miss in memory probes SQLite.
+    filter: Option<SnapshotFilter>,
 }
 
 impl State {
@@ -216,9 +192,7 @@ impl State {
         }
         let (compacted, last): (i64, i64) = conn
             .prepare_cached(
-                "SELECT value, max(value,
-                                   coalesce((SELECT max(seq) FROM triplet_log), 0),
-                                   coalesce((SELECT max(seq) FROM client_log), 0))
+                "SELECT value, max(value, coalesce((SELECT max(seq) FROM log), 0))
                  FROM meta WHERE key = 'log_seq'",
             )?
             .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
@@ -238,66 +212,59 @@ impl State {
             self.seq = last;
         }
         self.data_version = Some(data_version);
+        if self.filter.as_ref().is_none_or(SnapshotFilter::is_full) {
+            let started = std::time::Instant::now();
+            self.filter = Some(SnapshotFilter::load(conn)?);
+            tracing::debug!(ms = started.elapsed().as_millis() as u64, "snapshot key filter built");
+        }
         Ok(())
     }
 
-    /// Forget keys whose latest log row is at or before `seq`.
+    /// Forget keys whose latest log row is at or before `seq`: another
+    /// process compacted them, so they are in the snapshot now.
     fn evict_upto(&mut self, seq: i64) {
-        self.triplets.retain(|_, slot| slot.seq > seq);
-        self.clients.retain(|_, slot| slot.seq > seq);
+        let mut filter = self.filter.take();
+        self.triplets.retain(|key, slot| {
+            let keep = slot.seq > seq;
+            if let (false, Some(f)) = (keep, filter.as_mut()) {
+                f.add_triplet(key);
+            }
+            keep
+        });
+        self.clients.retain(|client, slot| {
+            let keep = slot.seq > seq;
+            if let (false, Some(f)) = (keep, filter.as_mut()) {
+                f.add_client(client);
+            }
+            keep
+        });
+        self.filter = filter;
     }
 
     fn apply_log(&mut self, conn: &Connection, after: i64) -> rusqlite::Result<()> {
-        let mut stmt = conn.prepare_cached(
-            "SELECT seq, client, sender, recipient, first_seen, last_seen, passed_at, attempts, passes, expires_at, deleted
-             FROM triplet_log WHERE seq > ?1 ORDER BY seq",
-        )?;
+        let mut stmt = conn.prepare_cached("SELECT seq, data FROM log WHERE seq > ?1 ORDER BY seq")?;
         let mut rows = stmt.query(params![after])?;
         while let Some(r) = rows.next()? {
             let seq: i64 = r.get(0)?;
-            let key = TripletKey { client: r.get(1)?, sender: r.get(2)?, recipient: r.get(3)? };
-            let deleted: bool = r.get(10)?;
-            let value = (!deleted)
-                .then(|| {
-                    Ok::<_, rusqlite::Error>(Times {
-                        first_seen: r.get(4)?,
-                        last_seen: r.get(5)?,
-                        passed_at: r.get(6)?,
-                        attempts: r.get(7)?,
-                        passes: r.get(8)?,
-                        expires_at: r.get(9)?,
-                    })
-                })
-                .transpose()?;
-            self.triplets.insert(key, Slot { seq, value });
-        }
-        let mut stmt = conn.prepare_cached(
-            "SELECT seq, client, passes, last_counted, last_seen, expires_at, deleted
-             FROM client_log WHERE seq > ?1 ORDER BY seq",
-        )?;
-        let mut rows = stmt.query(params![after])?;
-        while let Some(r) = rows.next()? {
-            let seq: i64 = r.get(0)?;
-            let client: String = r.get(1)?;
-            let deleted: bool = r.get(6)?;
-            let value = (!deleted)
-                .then(|| {
-                    Ok::<_, rusqlite::Error>(ClientTimes {
-                        passes: r.get(2)?,
-                        last_counted: r.get(3)?,
-                        last_seen: r.get(4)?,
-                        expires_at: r.get(5)?,
-                    })
-                })
-                .transpose()?;
-            self.clients.insert(client, Slot { seq, value });
+            let batch = log::decode(r.get_ref(1)?.as_blob()?)?;
+            for t in batch.triplets {
+                let key =
+                    TripletKey { client: t.client.into(), sender: t.sender.into(), recipient: t.recipient.into() };
+                self.triplets.insert(key, Slot { seq, value: t.times });
+            }
+            for c in batch.clients {
+                self.clients.insert(c.client.into(), Slot { seq, value: c.times });
+            }
         }
         Ok(())
     }
 
     /// Make a committed transaction's writes part of the mirror.
     pub fn commit(&mut self, pending: Pending) {
-        self.seq = self.seq.max(pending.seq);
+        if pending.is_empty() {
+            return;
+        }
+        self.seq = pending.seq;
         self.triplets.extend(pending.triplets);
         self.clients.extend(pending.clients);
     }
@@ -306,6 +273,9 @@ impl State {
     pub fn entry(&self, pending: &Pending, conn: &Connection, key: &TripletKey) -> rusqlite::Result<Option<Entry>> {
         if let Some(slot) = pending.triplets.get(key).or_else(|| self.triplets.get(key)) {
             return Ok(slot.value.map(|t| t.entry(key)));
+        }
+        if self.filter.as_ref().is_some_and(|f| !f.may_hold_triplet(key)) {
+            return Ok(None);
         }
         conn.prepare_cached(
             "SELECT first_seen, last_seen, passed_at, attempts, passes, expires_at
@@ -329,6 +299,9 @@ impl State {
     pub fn client(&self, pending: &Pending, conn: &Connection, client: &str) -> rusqlite::Result<Option<ClientRecord>> {
         if let Some(slot) = pending.clients.get(client).or_else(|| self.clients.get(client)) {
             return Ok(slot.value.map(|c| c.record(client)));
+        }
+        if self.filter.as_ref().is_some_and(|f| !f.may_hold_client(client)) {
+            return Ok(None);
         }
         conn.prepare_cached("SELECT passes, last_counted, last_seen, expires_at FROM clients WHERE client = ?1")?
             .query_row(params![client], |r| {
@@ -463,7 +436,7 @@ impl State {
             .take(limit - done)
             .collect();
         for key in &doomed_memory {
-            pending.delete_entry(conn, key)?;
+            pending.delete_entry(key);
         }
         done += doomed_memory.len();
 
@@ -491,87 +464,87 @@ impl State {
             .take(limit - done)
             .collect();
         for client in &doomed_clients {
-            pending.delete_client(conn, client)?;
+            pending.delete_client(client);
         }
         Ok(done + doomed_clients.len())
     }
 
-    /// Move up to `limit` of the oldest log rows of each table into the
-    /// snapshot, in key order, and delete them. Call [`State::forget`]
-    /// with the result after COMMIT.
-    pub fn compact(&self, conn: &Connection, limit: usize) -> rusqlite::Result<Compacted> {
+    /// Move the oldest log rows, at least `limit` records or all there are,
+    /// into the snapshot, in key order, and delete them. Call
+    /// [`State::forget`] with the result after COMMIT.
+    pub fn compact(&mut self, conn: &Connection, limit: usize) -> rusqlite::Result<Compacted> {
         let mut out = Compacted::default();
-        let mut keys: Vec<TripletKey> = Vec::new();
         {
-            let mut stmt =
-                conn.prepare_cached("SELECT seq, client, sender, recipient FROM triplet_log ORDER BY seq LIMIT ?1")?;
-            let mut rows = stmt.query(params![limit as i64])?;
-            while let Some(r) = rows.next()? {
-                out.triplet_upto = r.get(0)?;
-                keys.push(TripletKey { client: r.get(1)?, sender: r.get(2)?, recipient: r.get(3)? });
+            let mut stmt = conn.prepare_cached("SELECT seq, data FROM log ORDER BY seq")?;
+            let mut rows = stmt.query([])?;
+            while out.records() < limit {
+                let Some(r) = rows.next()? else { break };
+                out.upto = r.get(0)?;
+                let batch = log::decode(r.get_ref(1)?.as_blob()?)?;
+                out.triplets.extend(batch.triplets.into_iter().map(|t| TripletKey {
+                    client: t.client.into(),
+                    sender: t.sender.into(),
+                    recipient: t.recipient.into(),
+                }));
+                out.clients.extend(batch.clients.into_iter().map(|c| c.client.into_owned()));
             }
         }
-        keys.sort_unstable();
-        keys.dedup();
-        for key in &keys {
-            // Caught up, so every logged key is in memory.
+        if out.upto == 0 {
+            return Ok(out);
+        }
+        out.triplets.sort_unstable();
+        out.triplets.dedup();
+        out.clients.sort_unstable();
+        out.clients.dedup();
+        for key in &out.triplets {
+            // Caught up, so every logged key is in memory, with its latest
+            // state (possibly newer than the rows moved: that is fine).
             match self.triplets.get(key).and_then(|s| s.value) {
-                Some(t) => super::writer::upsert_entry(conn, &t.entry(key))?,
+                Some(t) => {
+                    super::writer::upsert_entry(conn, &t.entry(key))?;
+                    // Even if this transaction fails: a false "maybe" is harmless.
+                    if let Some(f) = self.filter.as_mut() {
+                        f.add_triplet(key);
+                    }
+                }
                 None => {
                     conn.prepare_cached("DELETE FROM triplets WHERE client = ?1 AND sender = ?2 AND recipient = ?3")?
                         .execute(params![key.client, key.sender, key.recipient])?;
                 }
             }
         }
-        if !keys.is_empty() {
-            conn.prepare_cached("DELETE FROM triplet_log WHERE seq <= ?1")?.execute(params![out.triplet_upto])?;
-        }
-        out.triplets = keys;
-
-        let mut clients: Vec<String> = Vec::new();
-        {
-            let mut stmt = conn.prepare_cached("SELECT seq, client FROM client_log ORDER BY seq LIMIT ?1")?;
-            let mut rows = stmt.query(params![limit as i64])?;
-            while let Some(r) = rows.next()? {
-                out.client_upto = r.get(0)?;
-                clients.push(r.get(1)?);
-            }
-        }
-        clients.sort_unstable();
-        clients.dedup();
-        for client in &clients {
-            match self.clients.get(client).and_then(|s| s.value) {
-                Some(t) => super::writer::upsert_client(conn, &t.record(client))?,
+        for client in &out.clients {
+            match self.clients.get(client.as_str()).and_then(|s| s.value) {
+                Some(t) => {
+                    super::writer::upsert_client(conn, &t.record(client))?;
+                    if let Some(f) = self.filter.as_mut() {
+                        f.add_client(client);
+                    }
+                }
                 None => {
                     conn.prepare_cached("DELETE FROM clients WHERE client = ?1")?.execute(params![client])?;
                 }
             }
         }
-        if !clients.is_empty() {
-            conn.prepare_cached("DELETE FROM client_log WHERE seq <= ?1")?.execute(params![out.client_upto])?;
-        }
-        out.clients = clients;
-        // Sequence numbers must never be reused, even when the logs empty.
-        let upto = out.triplet_upto.max(out.client_upto);
-        if upto > 0 {
-            conn.prepare_cached("UPDATE meta SET value = max(value, ?1) WHERE key = 'log_seq'")?
-                .execute(params![upto])?;
-        }
+        conn.prepare_cached("DELETE FROM log WHERE seq <= ?1")?.execute(params![out.upto])?;
+        // Sequence numbers must never be reused, even when the log empties.
+        conn.prepare_cached("UPDATE meta SET value = max(value, ?1) WHERE key = 'log_seq'")?
+            .execute(params![out.upto])?;
         Ok(out)
     }
 
     /// After a committed compaction: keys whose latest log row was moved
     /// leave memory; keys logged again since stay.
     pub fn forget(&mut self, compacted: Compacted) {
-        self.compacted = self.compacted.max(compacted.triplet_upto).max(compacted.client_upto);
+        self.compacted = self.compacted.max(compacted.upto);
         for key in compacted.triplets {
-            if self.triplets.get(&key).is_some_and(|s| s.seq <= compacted.triplet_upto) {
+            if self.triplets.get(&key).is_some_and(|s| s.seq <= compacted.upto) {
                 self.triplets.remove(&key);
             }
         }
         for client in compacted.clients {
-            if self.clients.get(&client).is_some_and(|s| s.seq <= compacted.client_upto) {
-                self.clients.remove(&client);
+            if self.clients.get(client.as_str()).is_some_and(|s| s.seq <= compacted.upto) {
+                self.clients.remove(client.as_str());
             }
         }
     }

@@ -148,7 +148,7 @@ async fn compaction_by_one_store_keeps_the_answers_of_the_other() {
     // whole log into the snapshot, behind the server's back.
     let other = SqliteStore::open(&options).unwrap();
     other.close().await.unwrap();
-    assert_eq!(count(&path, "triplet_log"), 0);
+    assert_eq!(count(&path, "log"), 0);
     assert_eq!(count(&path, "triplets"), 50);
 
     // The server's answers are unchanged, and its new writes are seen by
@@ -173,9 +173,9 @@ async fn close_compacts_the_log_and_reopening_gives_the_same_state() {
     }
     store.decide(&request("s3@x", 500)).await.unwrap();
     let before = store.entries(&EntryFilter::default(), None).await.unwrap();
-    assert!(count(&path, "triplet_log") > 0, "decisions go to the log first");
+    assert!(count(&path, "log") > 0, "decisions go to the log first");
     store.close().await.unwrap();
-    assert_eq!((count(&path, "triplet_log"), count(&path, "triplets")), (0, 20));
+    assert_eq!((count(&path, "log"), count(&path, "triplets")), (0, 20));
     let store = SqliteStore::open(&options).unwrap();
     assert_eq!(store.entries(&EntryFilter::default(), None).await.unwrap(), before);
 }

@@ -162,7 +162,7 @@ pub(super) fn compact_step(conn: &mut Connection, state: &mut State, limit: usiz
     state.catch_up(&tx)?;
     let compacted = state.compact(&tx, limit)?;
     tx.commit()?;
-    let rows = compacted.rows();
+    let rows = compacted.records();
     state.forget(compacted);
     Ok(rows)
 }
@@ -199,6 +199,7 @@ pub(super) fn write_txn<T>(
         state.catch_up(&tx)?;
         let mut pending = Pending::new(state);
         let out = f(state, &mut pending, &tx)?;
+        pending.write(&tx)?;
         tx.commit()?;
         Ok::<_, rusqlite::Error>((out, pending))
     };
@@ -279,11 +280,11 @@ fn decide(
     let mut rows = 0;
     if write {
         if let Some(c) = &step.client {
-            pending.put_client(conn, c)?;
+            pending.put_client(c);
             rows += 1;
         }
         if let Some(e) = &step.entry {
-            pending.put_entry(conn, e)?;
+            pending.put_entry(e);
             rows += 1;
         }
     }
