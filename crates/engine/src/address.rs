@@ -7,6 +7,17 @@
 //! one mailbox maps to one key. They are pure and total: any input gives
 //! some string, and odd input is kept rather than rejected.
 
+use std::borrow::Cow;
+
+/// `s` lower-cased, without copying when it has no upper case.
+pub fn lowercase(s: &str) -> Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase() || !b.is_ascii()) {
+        Cow::Owned(s.to_lowercase())
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
 /// The stored form of the null sender `<>`.
 pub const NULL_SENDER: &str = "<>";
 
@@ -21,9 +32,9 @@ pub fn normalize_sender(raw: &str) -> String {
     if addr.is_empty() {
         return NULL_SENDER.to_owned();
     }
-    let addr = addr.to_lowercase();
+    let addr = lowercase(addr);
     let Some((local, domain)) = addr.rsplit_once('@') else {
-        return addr;
+        return addr.into_owned();
     };
     let (local, domain) = unwrap_srs(local).unwrap_or((local, domain));
     let local = strip_batv(local);
@@ -34,7 +45,7 @@ pub fn normalize_sender(raw: &str) -> String {
 /// Normalise an envelope recipient: brackets removed, lower-cased. The
 /// extension is kept: a recipient does not change between retries.
 pub fn normalize_recipient(raw: &str) -> String {
-    strip_brackets(raw).to_lowercase()
+    lowercase(strip_brackets(raw)).into_owned()
 }
 
 /// The domain of an address (after the last `@`), if any.

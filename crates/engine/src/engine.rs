@@ -343,7 +343,11 @@ impl Engine {
             triplet: key.clone(),
             timers: settings.timers,
             auto_whitelist: (settings.auto_whitelist_after > 0).then(|| AutoWhitelist {
-                client: facts.client_ip.to_canonical().to_string(),
+                client: {
+                    let mut client = String::with_capacity(16);
+                    crate::network::push_ip(&mut client, facts.client_ip.to_canonical());
+                    client
+                },
                 after: settings.auto_whitelist_after,
                 lifetime: settings.timers.pass_lifetime,
             }),

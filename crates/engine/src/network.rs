@@ -27,16 +27,58 @@ impl NetworkKeying {
     /// `192.0.2.0/24`, `2001:db8:1:2::/64`, or the bare address when the
     /// prefix covers all of it. IPv4-mapped IPv6 addresses count as IPv4.
     pub fn key(&self, ip: IpAddr) -> String {
-        let ip = ip.to_canonical();
-        let prefix = match ip {
-            IpAddr::V4(_) => self.ipv4_prefix,
-            IpAddr::V6(_) => self.ipv6_prefix,
-        };
-        match IpNet::new(ip, prefix) {
-            Ok(net) if net.prefix_len() < net.max_prefix_len() => net.trunc().to_string(),
-            _ => ip.to_string(),
+        let mut out = String::with_capacity(24);
+        match ip.to_canonical() {
+            IpAddr::V4(v4) => {
+                let prefix = self.ipv4_prefix.min(32);
+                let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+                push_ipv4(&mut out, (u32::from(v4) & mask).into());
+                if prefix < 32 {
+                    out.push('/');
+                    push_decimal(&mut out, prefix);
+                }
+            }
+            ip @ IpAddr::V6(_) => match IpNet::new(ip, self.ipv6_prefix) {
+                Ok(net) if net.prefix_len() < 128 => {
+                    use std::fmt::Write;
+                    let _ = write!(out, "{}", net.trunc());
+                }
+                _ => push_ip(&mut out, ip),
+            },
+        }
+        out
+    }
+}
+
+/// Append an address in its usual text form. IPv4 has a fast path: this
+/// runs for every decision (keys, auto-whitelist records).
+pub fn push_ip(out: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => push_ipv4(out, v4),
+        IpAddr::V6(v6) => {
+            use std::fmt::Write;
+            let _ = write!(out, "{v6}");
         }
     }
+}
+
+fn push_ipv4(out: &mut String, ip: std::net::Ipv4Addr) {
+    for (i, octet) in ip.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        push_decimal(out, octet);
+    }
+}
+
+fn push_decimal(out: &mut String, n: u8) {
+    if n >= 100 {
+        out.push(char::from(b'0' + n / 100));
+    }
+    if n >= 10 {
+        out.push(char::from(b'0' + n / 10 % 10));
+    }
+    out.push(char::from(b'0' + n % 10));
 }
 
 /// A set of networks, each carrying a value (where the entry came from).
@@ -114,6 +156,10 @@ mod tests {
             ("::ffff:192.0.2.10", k, "192.0.2.0/24"),
             ("2001:db8:1:2:3:4:5:6", k, "2001:db8:1:2::/64"),
             ("192.0.2.10", NetworkKeying::EXACT, "192.0.2.10"),
+            ("10.200.30.4", NetworkKeying { ipv4_prefix: 0, ipv6_prefix: 0 }, "0.0.0.0/0"),
+            ("255.255.255.255", NetworkKeying { ipv4_prefix: 31, ipv6_prefix: 64 }, "255.255.255.254/31"),
+            ("::ffff:10.0.0.1", NetworkKeying::EXACT, "10.0.0.1"),
+            ("2001:db8::1", NetworkKeying { ipv4_prefix: 24, ipv6_prefix: 0 }, "::/0"),
             ("2001:db8::1", NetworkKeying::EXACT, "2001:db8::1"),
             ("198.51.100.77", NetworkKeying { ipv4_prefix: 19, ipv6_prefix: 48 }, "198.51.96.0/19"),
         ];

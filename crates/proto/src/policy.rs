@@ -150,13 +150,14 @@ pub struct Decoder {
     limits: Limits,
     /// Bytes at the start of the buffer already checked to be complete lines.
     scanned: usize,
-    /// Attribute lines among those bytes.
-    attributes: usize,
+    /// Where each of those lines ends (after its LF), so parsing does not
+    /// search for line ends again.
+    line_ends: Vec<u32>,
 }
 
 impl Decoder {
     pub fn new(limits: Limits) -> Self {
-        Decoder { limits, scanned: 0, attributes: 0 }
+        Decoder { limits, scanned: 0, line_ends: Vec::new() }
     }
 
     /// Try to take one request from the front of `buf`.
@@ -180,13 +181,15 @@ impl Decoder {
                 let body_len = line_start;
                 let block = buf.split_to(end);
                 self.scanned = 0;
-                self.attributes = 0;
-                return parse_block(&block[..body_len]).map(Some);
+                let parsed = parse_block(&block[..body_len], &self.line_ends);
+                self.line_ends.clear();
+                return parsed.map(Some);
             }
-            self.attributes += 1;
-            if self.attributes > limits.max_attributes {
+            if self.line_ends.len() == limits.max_attributes {
                 return Err(DecodeError::TooManyAttributes { limit: limits.max_attributes });
             }
+            // Request size is bounded by `Limits`, far below u32::MAX.
+            self.line_ends.push(end as u32);
             line_start = end;
         }
         self.scanned = line_start;
@@ -204,7 +207,7 @@ impl Decoder {
     pub fn reset(&mut self, buf: &mut BytesMut) {
         buf.advance(buf.len());
         self.scanned = 0;
-        self.attributes = 0;
+        self.line_ends.clear();
     }
 }
 
@@ -214,19 +217,28 @@ impl Default for Decoder {
     }
 }
 
-/// Parse the attribute lines of one complete request (without the blank line).
-fn parse_block(block: &[u8]) -> Result<Request, DecodeError> {
+/// Parse the attribute lines of one complete request (without the blank
+/// line); `line_ends` are the offsets just after each line's LF.
+fn parse_block(block: &[u8], line_ends: &[u32]) -> Result<Request, DecodeError> {
     if let Some(nul) = memchr(0, block) {
         return Err(DecodeError::NulByte { line: 1 + memchr::memchr_iter(b'\n', &block[..nul]).count() });
     }
-    let text = match std::str::from_utf8(block) {
-        Ok(s) => s.to_owned(),
-        Err(_) => String::from_utf8_lossy(block).into_owned(),
+    let recomputed: Vec<u32>;
+    let (text, line_ends) = match std::str::from_utf8(block) {
+        Ok(s) => (s.to_owned(), line_ends),
+        Err(_) => {
+            // Replacement characters are longer than the bytes they
+            // replace: find the line ends again in the converted text.
+            let text = String::from_utf8_lossy(block).into_owned();
+            recomputed = memchr::memchr_iter(b'\n', text.as_bytes()).map(|i| i as u32 + 1).collect();
+            (text, recomputed.as_slice())
+        }
     };
     let mut request = Request { text: String::new(), values: [None; Attr::COUNT], attribute_count: 0 };
     let bytes = text.as_bytes();
     let mut line_start = 0;
-    for (index, lf) in memchr::memchr_iter(b'\n', bytes).enumerate() {
+    for (index, &end) in line_ends.iter().enumerate() {
+        let lf = end as usize - 1;
         let raw = &bytes[line_start..lf];
         let line = raw.strip_suffix(b"\r").unwrap_or(raw);
         let line_no = index + 1;

@@ -109,7 +109,7 @@ impl ClientList {
         if let Some((_, s)) = self.nets.lookup(ip) {
             return Some(s);
         }
-        let name = name?.trim_end_matches('.').to_lowercase();
+        let name = crate::address::lowercase(name?.trim_end_matches('.'));
         suffixes(&name).find_map(|suffix| self.hosts.get(suffix)).or_else(|| self.regexes.find(&name))
     }
 
@@ -158,14 +158,14 @@ impl AddressList {
         if self.len() == 0 {
             return None;
         }
-        let addr = addr.to_lowercase();
+        let addr = crate::address::lowercase(addr);
         let Some((local, domain)) = addr.rsplit_once('@') else {
             return self.regexes.find(&addr);
         };
         let base = local.split('+').next().unwrap_or(local);
         let base_address = || (base.len() != local.len()).then(|| format!("{base}@{domain}"));
         self.addresses
-            .get(addr.as_str())
+            .get(&*addr)
             .or_else(|| base_address().and_then(|a| self.addresses.get(&a)))
             .or_else(|| self.locals.get(local))
             .or_else(|| self.locals.get(base))
