@@ -42,13 +42,15 @@ pub(super) fn run(path: PathBuf, synchronous: &'static str, stop: Receiver<()>) 
     }
 }
 
-/// Give this thread the lowest scheduling priority (nice 19).
+/// Give this thread the lowest scheduling priority (nice 19), whatever the
+/// process's own nice value is.
 #[allow(unsafe_code)]
 fn lower_priority() {
-    // SAFETY: nice(2) has no memory-safety preconditions. On Linux the nice
-    // value is per thread, so this affects the checkpoint thread only.
-    let result = unsafe { libc::nice(19) };
-    if result == -1 {
+    // SAFETY: setpriority(2) has no memory-safety preconditions. On Linux
+    // the nice value is per thread and `who = 0` names the calling thread,
+    // so this affects the checkpoint thread only.
+    let result = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
+    if result != 0 {
         tracing::debug!("could not lower the checkpoint thread's priority");
     }
 }
