@@ -62,7 +62,7 @@ impl Store for MemoryStore {
             if let Some(c) = step.client {
                 state.clients.insert(c.client.clone(), c);
             }
-            if let Some(e) = &step.entry {
+            if let (Some(e), true) = (&step.entry, step.write_entry) {
                 state.entries.insert(e.key.clone(), e.clone());
             }
             Decision { outcome: step.outcome, entry: step.entry }

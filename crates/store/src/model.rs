@@ -15,9 +15,10 @@ use crate::{AutoWhitelist, DecideRequest, Timers, Timestamp, TripletKey};
 /// client that retries many messages at once counts once an hour).
 pub const AWL_COUNT_INTERVAL: i64 = 3600;
 
-/// A whitelisted client's `last_seen` is refreshed at most this often, so a
-/// busy whitelisted client does not cost one write per message.
-pub const AWL_REFRESH_INTERVAL: i64 = 3600;
+/// A whitelisted client's or a passed triplet's `last_seen` is refreshed
+/// at most this often, so known senders, most of a mail server's traffic,
+/// cost no write per message. Lifetimes are days, so an hour is nothing.
+pub const REFRESH_INTERVAL: i64 = 3600;
 
 /// Where a triplet stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -50,7 +51,8 @@ pub struct Entry {
     pub passed_at: Option<Timestamp>,
     /// Attempts refused in the current round (1 after the first sight).
     pub attempts: u32,
-    /// Attempts accepted since the triplet passed.
+    /// Accepted attempts since the triplet passed, counted at most once
+    /// per [`REFRESH_INTERVAL`] after the first.
     pub passes: u32,
     /// After this moment the entry is dead weight and may be purged.
     pub expires_at: Timestamp,
@@ -143,8 +145,12 @@ impl Outcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Step {
     pub outcome: Outcome,
-    /// The triplet entry to store (`None`: leave it untouched).
+    /// The triplet entry after the decision (`None`: not consulted, the
+    /// client is auto-whitelisted).
     pub entry: Option<Entry>,
+    /// Whether `entry` must be written (a known triplet seen again within
+    /// [`REFRESH_INTERVAL`] is not).
+    pub write_entry: bool,
     /// The client record to store (`None`: leave it untouched).
     pub client: Option<ClientRecord>,
 }
@@ -159,18 +165,23 @@ pub fn decide(req: &DecideRequest, prev_client: Option<&ClientRecord>, prev_entr
     if let Some(awl) = &req.auto_whitelist
         && let Some(rec) = prev_client.filter(|r| whitelists(r, awl, req.now))
     {
-        let refreshed = (req.now - rec.last_seen >= AWL_REFRESH_INTERVAL || rec.last_seen > req.now).then(|| {
+        let refreshed = (req.now - rec.last_seen >= REFRESH_INTERVAL || rec.last_seen > req.now).then(|| {
             ClientRecord { last_seen: req.now, expires_at: req.now.saturating_add(awl.lifetime), ..rec.clone() }
         });
-        return Step { outcome: Outcome::AutoWhitelisted { passes: rec.passes }, entry: None, client: refreshed };
+        return Step {
+            outcome: Outcome::AutoWhitelisted { passes: rec.passes },
+            entry: None,
+            write_entry: false,
+            client: refreshed,
+        };
     }
 
-    let (entry, outcome) = triplet(prev_entry, &req.triplet, &req.timers, req.now);
+    let (entry, outcome, write_entry) = triplet(prev_entry, &req.triplet, &req.timers, req.now);
     let client = match (outcome, &req.auto_whitelist) {
         (Outcome::FirstPass { .. }, Some(awl)) => count_pass(prev_client, awl, req.now),
         _ => None,
     };
-    Step { outcome, entry: Some(entry), client }
+    Step { outcome, entry: Some(entry), write_entry, client }
 }
 
 /// True when the client record puts the client on the auto-whitelist now.
@@ -178,15 +189,19 @@ pub fn whitelists(rec: &ClientRecord, awl: &AutoWhitelist, now: Timestamp) -> bo
     rec.passes >= awl.after && now - rec.last_seen <= awl.lifetime
 }
 
-/// The triplet transition.
-fn triplet(prev: Option<&Entry>, key: &TripletKey, timers: &Timers, now: Timestamp) -> (Entry, Outcome) {
+/// The triplet transition: the entry after it, the outcome, and whether
+/// the entry changed enough to be written.
+fn triplet(prev: Option<&Entry>, key: &TripletKey, timers: &Timers, now: Timestamp) -> (Entry, Outcome, bool) {
     let Some(prev) = prev else {
-        return (Entry::fresh(key, timers, now), Outcome::New);
+        return (Entry::fresh(key, timers, now), Outcome::New, true);
     };
     match prev.state() {
         EntryState::Passed => {
             if now - prev.last_seen > timers.pass_lifetime {
-                return (Entry::fresh(key, timers, now), Outcome::Expired);
+                return (Entry::fresh(key, timers, now), Outcome::Expired, true);
+            }
+            if now - prev.last_seen < REFRESH_INTERVAL && prev.last_seen <= now {
+                return (prev.clone(), Outcome::Passed, false);
             }
             let entry = Entry {
                 last_seen: now.max(prev.last_seen),
@@ -194,7 +209,7 @@ fn triplet(prev: Option<&Entry>, key: &TripletKey, timers: &Timers, now: Timesta
                 expires_at: now.saturating_add(timers.pass_lifetime),
                 ..prev.clone()
             };
-            (entry, Outcome::Passed)
+            (entry, Outcome::Passed, true)
         }
         EntryState::Pending => {
             // A first-seen time in the future means the clock went back;
@@ -202,12 +217,12 @@ fn triplet(prev: Option<&Entry>, key: &TripletKey, timers: &Timers, now: Timesta
             let first_seen = prev.first_seen.min(now);
             let age = now - first_seen;
             if age > timers.retry_window {
-                return (Entry::fresh(key, timers, now), Outcome::Stale);
+                return (Entry::fresh(key, timers, now), Outcome::Stale, true);
             }
             if age < timers.delay {
                 let entry =
                     Entry { first_seen, last_seen: now, attempts: prev.attempts.saturating_add(1), ..prev.clone() };
-                return (entry, Outcome::TooSoon { remaining: timers.delay - age });
+                return (entry, Outcome::TooSoon { remaining: timers.delay - age }, true);
             }
             let entry = Entry {
                 first_seen,
@@ -217,7 +232,7 @@ fn triplet(prev: Option<&Entry>, key: &TripletKey, timers: &Timers, now: Timesta
                 expires_at: now.saturating_add(timers.pass_lifetime),
                 ..prev.clone()
             };
-            (entry, Outcome::FirstPass { delayed: age })
+            (entry, Outcome::FirstPass { delayed: age }, true)
         }
     }
 }

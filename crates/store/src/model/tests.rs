@@ -24,7 +24,7 @@ fn replay(times: &[Timestamp], awl_after: Option<u32>) -> Vec<Outcome> {
         .map(|&now| {
             let req = DecideRequest { triplet: key(), timers: T, auto_whitelist: awl_after.map(awl), now };
             let step = decide(&req, client.as_ref(), entry.as_ref());
-            if let Some(e) = step.entry {
+            if let (Some(e), true) = (step.entry, step.write_entry) {
                 entry = Some(e);
             }
             if let Some(c) = step.client {
@@ -142,8 +142,8 @@ fn auto_whitelist_expires_and_refreshes_sparingly() {
     assert_eq!(s.outcome, Outcome::AutoWhitelisted { passes: 1 });
     assert_eq!((s.entry, s.client), (None, None));
     // Later: whitelisted and refreshed.
-    let s = decide(&req(1000 + AWL_REFRESH_INTERVAL), Some(&rec), None);
-    assert_eq!(s.client.unwrap().last_seen, 1000 + AWL_REFRESH_INTERVAL);
+    let s = decide(&req(1000 + REFRESH_INTERVAL), Some(&rec), None);
+    assert_eq!(s.client.unwrap().last_seen, 1000 + REFRESH_INTERVAL);
     // Past its lifetime: greylisted like anyone else.
     let s = decide(&req(1001 + a.lifetime), Some(&rec), None);
     assert_eq!(s.outcome, Outcome::New);
@@ -160,4 +160,21 @@ fn auto_whitelist_off_ignores_client_records() {
     };
     let req = DecideRequest { triplet: key(), timers: T, auto_whitelist: None, now: 1001 };
     assert_eq!(decide(&req, Some(&rec), None).outcome, Outcome::New);
+}
+
+#[test]
+fn a_known_triplet_is_rewritten_at_most_once_an_hour() {
+    let req = |now| DecideRequest { triplet: key(), timers: T, auto_whitelist: None, now };
+    let passed = decide(&req(1400), None, decide(&req(1000), None, None).entry.as_ref()).entry.unwrap();
+    assert_eq!(passed.passed_at, Some(1400));
+    let soon = decide(&req(1400 + REFRESH_INTERVAL - 1), None, Some(&passed));
+    assert_eq!((soon.outcome, soon.write_entry), (Outcome::Passed, false));
+    assert_eq!(soon.entry.as_ref(), Some(&passed), "reported as it is stored");
+    let later = decide(&req(1400 + REFRESH_INTERVAL), None, Some(&passed));
+    assert_eq!((later.outcome, later.write_entry), (Outcome::Passed, true));
+    let e = later.entry.unwrap();
+    assert_eq!(
+        (e.last_seen, e.passes, e.expires_at),
+        (1400 + REFRESH_INTERVAL, 2, 1400 + REFRESH_INTERVAL + T.pass_lifetime)
+    );
 }

@@ -283,7 +283,7 @@ fn decide(
             pending.put_client(c);
             rows += 1;
         }
-        if let Some(e) = &step.entry {
+        if let (Some(e), true) = (&step.entry, step.write_entry) {
             pending.put_entry(e);
             rows += 1;
         }
