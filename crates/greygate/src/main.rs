@@ -50,6 +50,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     config.policy()?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.threads())
         .enable_all()
         .thread_name("greygate")
         .on_thread_start(logging::buffer_this_thread)

@@ -106,6 +106,15 @@ impl Config {
         Ok(config)
     }
 
+    /// Threads serving connections: `server.threads`, or one per core less
+    /// one (at least one) when 0.
+    pub fn threads(&self) -> usize {
+        match self.raw.server.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1)),
+            n => n,
+        }
+    }
+
     pub fn from_raw(raw: RawConfig, file: Option<PathBuf>) -> Result<Config> {
         let g = &raw.greylist;
         ensure!(g.ipv4_prefix <= 32, "greylist.ipv4_prefix must be 0..=32, got {}", g.ipv4_prefix);

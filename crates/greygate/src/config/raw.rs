@@ -20,6 +20,7 @@ pub struct RawConfig {
     pub replies: RawReplies,
     pub policy: RawPolicy,
     pub log: RawLog,
+    pub server: RawServer,
     /// Overrides per client, sender or recipient (`[[rule]]` tables).
     #[serde(rename = "rule", skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<RawRule>,
@@ -268,6 +269,15 @@ impl Default for RawLog {
     fn default() -> Self {
         RawLog { level: "info".into(), format: LogFormat::Text }
     }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawServer {
+    /// Threads that serve connections. 0 (the default) means one per CPU
+    /// core less one, at least one: the SQLite store writes on a thread of
+    /// its own, and on a small machine the MTA needs a core too.
+    pub threads: usize,
 }
 
 /// One `[[rule]]`: selectors (all given ones must match) and overrides.

@@ -137,3 +137,11 @@ fn the_builtin_whitelist_has_no_bad_lines() {
     assert!(skipped.is_empty(), "{skipped:?}");
     assert!(b.build().is_ok());
 }
+
+#[test]
+fn serving_threads_leave_a_core_for_the_store_writer() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(parse("").unwrap().threads(), cores.saturating_sub(1).max(1));
+    assert_eq!(parse("[server]\nthreads = 3").unwrap().threads(), 3);
+    assert!(error_of("[server]\nworkers = 3").contains("workers"));
+}
