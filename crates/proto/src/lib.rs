@@ -8,6 +8,11 @@
 //!
 //! - [`policy`]: the Postfix SMTP access policy delegation protocol
 //!   (`check_policy_service`), request decoder and reply encoder.
+//! - [`smtp`]: the SMTP proxy's server session, data phase, replies and
+//!   upstream helpers.
+//! - [`proxy_protocol`]: HAProxy's PROXY protocol header (v1 and v2).
 #![forbid(unsafe_code)]
 
 pub mod policy;
+pub mod proxy_protocol;
+pub mod smtp;
