@@ -17,6 +17,11 @@ use crate::{admin, bin, server};
 #[test]
 fn the_default_command_works_on_a_fresh_directory() {
     let dir = tempfile::tempdir().unwrap();
+    // The default port is fixed; another test run on this machine may hold
+    // it for a moment.
+    wait_for("127.0.0.1:10023 to be free", Duration::from_secs(60), || {
+        std::net::TcpListener::bind("127.0.0.1:10023").ok().map(drop)
+    });
     let mut child = std::process::Command::new(bin())
         .arg("serve")
         .current_dir(dir.path())
