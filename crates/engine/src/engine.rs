@@ -157,6 +157,12 @@ impl Engine {
         Ok(true)
     }
 
+    /// The client is in a trusted network (config or stored list): it may
+    /// relay through the proxy, and nothing is checked for it.
+    pub fn trusted(&self, ip: std::net::IpAddr) -> bool {
+        self.lists.load().trusted(ip).is_some()
+    }
+
     /// Entry counts of the compiled lists.
     pub fn list_counts(&self) -> [(&'static str, usize); 7] {
         self.lists.load().counts()

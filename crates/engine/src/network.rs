@@ -107,7 +107,7 @@ impl<T> NetSet<T> {
             Some(i) => i,
             None => {
                 self.by_len.push((len, v4, HashMap::default()));
-                self.by_len.sort_by(|a, b| b.0.cmp(&a.0));
+                self.by_len.sort_by_key(|b| std::cmp::Reverse(b.0));
                 self.by_len.iter().position(|(l, is_v4, _)| *l == len && *is_v4 == v4).expect("just added")
             }
         };

@@ -142,18 +142,31 @@ impl Template {
                         Field::Remaining => write_opt(&mut out, vars.remaining),
                         Field::Delay => write_opt(&mut out, vars.delay),
                         Field::Delayed => write_opt(&mut out, vars.delayed),
-                        Field::Recipient => Ok(push_clean(&mut out, vars.recipient.unwrap_or(""))),
-                        Field::RecipientDomain => {
-                            Ok(push_clean(&mut out, vars.recipient.and_then(crate::address::domain_of).unwrap_or("")))
+                        Field::Recipient => {
+                            push_clean(&mut out, vars.recipient.unwrap_or(""));
+                            Ok(())
                         }
-                        Field::Sender => Ok(push_clean(&mut out, vars.sender.unwrap_or(""))),
+                        Field::RecipientDomain => {
+                            push_clean(&mut out, vars.recipient.and_then(crate::address::domain_of).unwrap_or(""));
+                            Ok(())
+                        }
+                        Field::Sender => {
+                            push_clean(&mut out, vars.sender.unwrap_or(""));
+                            Ok(())
+                        }
                         Field::Client => match vars.client {
                             Some(ip) => write!(out, "{ip}"),
                             None => Ok(()),
                         },
-                        Field::Host => Ok(push_clean(&mut out, vars.host.unwrap_or(""))),
+                        Field::Host => {
+                            push_clean(&mut out, vars.host.unwrap_or(""));
+                            Ok(())
+                        }
                         Field::Version => write!(out, "{}", env!("CARGO_PKG_VERSION")),
-                        Field::Date => Ok(push_clean(&mut out, vars.date.as_deref().unwrap_or(""))),
+                        Field::Date => {
+                            push_clean(&mut out, vars.date.as_deref().unwrap_or(""));
+                            Ok(())
+                        }
                     };
                 }
             }

@@ -14,12 +14,9 @@ pub struct Session {
 impl Session {
     /// The last server reply line starting with `code` (e.g. "450").
     pub fn reply(&self, code: &str) -> Option<&str> {
-        self.transcript
-            .lines()
-            .filter(|l| {
-                l.trim_start().starts_with(&format!("<** {code}")) || l.trim_start().starts_with(&format!("<-  {code}"))
-            })
-            .last()
+        self.transcript.lines().rfind(|l| {
+            l.trim_start().starts_with(&format!("<** {code}")) || l.trim_start().starts_with(&format!("<-  {code}"))
+        })
     }
 
     /// swaks exits 0 only when the message was accepted.

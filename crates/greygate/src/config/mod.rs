@@ -6,6 +6,7 @@
 //! file lists reload with the config. Nothing here reads the environment.
 
 pub mod duration;
+pub mod proxy;
 pub mod raw;
 
 use std::fmt;
@@ -20,6 +21,7 @@ use greygate_engine::{Overrides, Policy, RuleSpec, Rules, Settings, StaticEntry}
 use greygate_proto::policy::Limits;
 use greygate_store::{ListKind, ListTarget, Timers};
 
+pub use proxy::ProxyConfig;
 pub use raw::{Backend, DeferAction, FailMode, LogFormat, RawConfig, Synchronous};
 
 /// greygate's built-in whitelist of big senders that retry from pools.
@@ -83,6 +85,15 @@ pub struct Config {
     pub raw: RawConfig,
     pub store: StoreConfig,
     pub policy: PolicyConfig,
+    pub proxy: ProxyConfig,
+}
+
+fn host_or_system(configured: &str) -> String {
+    if configured.is_empty() {
+        gethostname::gethostname().to_string_lossy().into_owned()
+    } else {
+        configured.to_owned()
+    }
 }
 
 impl Config {
@@ -142,8 +153,10 @@ impl Config {
                 ensure!(d < w, "rule {:?}: delay must be shorter than retry_window", rule.name);
             }
         }
+        let proxy = ProxyConfig::from_raw(&raw.proxy, &host_or_system(&raw.greylist.hostname))?;
         Ok(Config {
             file,
+            proxy,
             store: StoreConfig {
                 backend: s.backend,
                 path: s.path.clone(),
@@ -221,11 +234,7 @@ impl Config {
             );
             Some(t)
         };
-        let hostname = if g.hostname.is_empty() {
-            gethostname::gethostname().to_string_lossy().into_owned()
-        } else {
-            g.hostname.clone()
-        };
+        let hostname = self.hostname();
         Ok(Policy {
             defaults,
             rules,
@@ -238,6 +247,11 @@ impl Config {
             hostname,
             fail_open: raw.store.fail_mode == FailMode::Open,
         })
+    }
+
+    /// `greylist.hostname`, or the system's host name when empty.
+    pub fn hostname(&self) -> String {
+        host_or_system(&self.raw.greylist.hostname)
     }
 
     /// Every list entry from the config, the list files and the built-in

@@ -19,6 +19,7 @@ pub struct RawConfig {
     pub lists: RawLists,
     pub replies: RawReplies,
     pub policy: RawPolicy,
+    pub proxy: super::proxy::RawProxy,
     pub log: RawLog,
     pub server: RawServer,
     /// Overrides per client, sender or recipient (`[[rule]]` tables).

@@ -13,12 +13,16 @@ use greygate_proto::policy::{self, Attr, Request};
 use greygate_store::Outcome;
 
 pub fn policy(facts: &Facts, req: &Request, verdict: &Verdict, action: &policy::Action) {
+    decision("policy", facts, verdict, action.keyword(), req.get(Attr::QueueId).unwrap_or(""));
+}
+
+/// The decision line for any front end; `id` is the queue or session id.
+pub fn decision(frontend: &'static str, facts: &Facts, verdict: &Verdict, action: &str, id: &str) {
     let client_name = facts.client_name.as_deref().unwrap_or("unknown");
     let helo = facts.helo.as_deref().unwrap_or("");
     let sender = facts.sender.as_deref().unwrap_or("");
     let recipient = facts.recipient.as_deref().unwrap_or("");
-    let queue_id = req.get(Attr::QueueId).unwrap_or("");
-    let (action, reason, learning) = (action.keyword(), verdict.reason.kind(), verdict.learning);
+    let (reason, learning) = (verdict.reason.kind(), verdict.learning);
     match &verdict.reason {
         Reason::Greylist { outcome, key } => {
             let (remaining, delayed) = match *outcome {
@@ -28,13 +32,13 @@ pub fn policy(facts: &Facts, req: &Request, verdict: &Verdict, action: &policy::
                 Outcome::Passed | Outcome::AutoWhitelisted { .. } => (None, None),
             };
             tracing::info!(
-                frontend = "policy",
+                frontend,
                 client = %facts.client_ip,
                 client_name,
                 helo,
                 sender,
                 recipient,
-                queue_id,
+                id,
                 action,
                 reason,
                 learning,
@@ -45,13 +49,13 @@ pub fn policy(facts: &Facts, req: &Request, verdict: &Verdict, action: &policy::
             );
         }
         other => tracing::info!(
-            frontend = "policy",
+            frontend,
             client = %facts.client_ip,
             client_name,
             helo,
             sender,
             recipient,
-            queue_id,
+            id,
             action,
             reason,
             learning,

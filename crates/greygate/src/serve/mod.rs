@@ -13,6 +13,7 @@ mod decision_log;
 mod listen;
 mod maintenance;
 pub mod policy;
+pub mod proxy;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -42,8 +43,15 @@ pub async fn run(config: Config) -> Result<()> {
     for addr in &config.policy.listen {
         listeners.push(Listener::bind(addr, config.policy.socket_mode).await?);
     }
-    if listeners.is_empty() {
-        anyhow::bail!("nothing to serve: policy.listen is empty");
+    let mut proxy_listeners = Vec::new();
+    for addr in &config.proxy.listen {
+        proxy_listeners.push(proxy::ProxyListener::bind(*addr, false).await?);
+    }
+    for addr in &config.proxy.listen_proxy_protocol {
+        proxy_listeners.push(proxy::ProxyListener::bind(*addr, true).await?);
+    }
+    if listeners.is_empty() && proxy_listeners.is_empty() {
+        anyhow::bail!("nothing to serve: policy.listen and proxy.listen are empty");
     }
 
     let store = crate::store::open(&config.store, crate::store::Role::Server)?;
@@ -59,9 +67,17 @@ pub async fn run(config: Config) -> Result<()> {
 
     let ctx = Arc::new(PolicyContext { engine: engine.clone(), config: ArcSwap::from_pointee(config.policy.clone()) });
     let limit = Arc::new(Semaphore::new(config.policy.max_connections));
-    let bound: Vec<String> = listeners.iter().map(Listener::local).collect();
+    let mut bound: Vec<String> = listeners.iter().map(Listener::local).collect();
     for listener in listeners {
         background.spawn(accept_loop(listener, ctx.clone(), connections.clone(), limit.clone(), shutdown.clone()));
+    }
+    let proxy_ctx = Arc::new(proxy::ProxyContext::new(engine.clone(), &config.proxy)?);
+    if config.proxy.enabled() && config.proxy.relay.is_empty() {
+        tracing::warn!("proxy.relay_domains is empty: the proxy takes mail only from trusted or authenticated clients");
+    }
+    bound.extend(proxy_listeners.iter().map(proxy::ProxyListener::local));
+    for listener in proxy_listeners {
+        background.spawn(proxy::accept_loop(listener, proxy_ctx.clone(), connections.clone(), shutdown.clone()));
     }
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
@@ -78,7 +94,7 @@ pub async fn run(config: Config) -> Result<()> {
     let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     loop {
         tokio::select! {
-            _ = hup.recv() => reload(&mut current, &engine, &ctx),
+            _ = hup.recv() => reload(&mut current, &engine, &ctx, &proxy_ctx),
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
@@ -101,7 +117,7 @@ pub async fn run(config: Config) -> Result<()> {
 }
 
 /// SIGHUP: re-read the config and list files; keep the old ones on error.
-fn reload(current: &mut Config, engine: &Engine, ctx: &PolicyContext) {
+fn reload(current: &mut Config, engine: &Engine, ctx: &PolicyContext, proxy_ctx: &proxy::ProxyContext) {
     let Some(file) = current.file.clone() else {
         tracing::info!("SIGHUP: running on the built-in default config; nothing to reload");
         return;
@@ -114,6 +130,13 @@ fn reload(current: &mut Config, engine: &Engine, ctx: &PolicyContext) {
         }
     };
     let (policy, config) = next;
+    if let Err(error) = proxy_ctx.reload(&config.proxy) {
+        tracing::error!(
+            error = format!("{error:#}"),
+            "SIGHUP: proxy settings not reloaded; keeping the running config"
+        );
+        return;
+    }
     if let Err(error) = engine.set_policy(policy) {
         tracing::error!(%error, "SIGHUP: lists not reloaded; keeping the running config");
         return;
@@ -121,6 +144,11 @@ fn reload(current: &mut Config, engine: &Engine, ctx: &PolicyContext) {
     for (what, changed) in [
         ("store", config.raw.store != current.raw.store),
         ("policy.listen", config.raw.policy.listen != current.raw.policy.listen),
+        ("proxy.listen", config.raw.proxy.listen != current.raw.proxy.listen),
+        (
+            "proxy.listen_proxy_protocol",
+            config.raw.proxy.listen_proxy_protocol != current.raw.proxy.listen_proxy_protocol,
+        ),
         ("log", config.raw.log != current.raw.log),
     ] {
         if changed {

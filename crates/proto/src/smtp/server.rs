@@ -53,8 +53,16 @@ pub enum Event {
         name: String,
         esmtp: bool,
     },
-    Mail(MailFrom<String>),
-    Rcpt(RcptTo<String>),
+    /// MAIL, parsed, and the command line as the client sent it (for
+    /// relaying it unchanged).
+    Mail {
+        from: MailFrom<String>,
+        line: String,
+    },
+    Rcpt {
+        to: RcptTo<String>,
+        line: String,
+    },
     /// DATA: answer 354 to start the message, or refuse it.
     Data,
     /// Message data to relay: take it with [`ServerSession::take_message_data`].
@@ -204,6 +212,11 @@ impl ServerSession {
         self.in_transaction
     }
 
+    /// Reading message data (the client sent DATA and got 354).
+    pub fn in_data(&self) -> bool {
+        self.phase == Phase::Data
+    }
+
     pub fn is_closed(&self) -> bool {
         self.phase == Phase::Closed
     }
@@ -331,8 +344,8 @@ impl ServerSession {
         match request {
             Request::Ehlo { host } => self.hello(host, true),
             Request::Helo { host } => self.hello(host, false),
-            Request::Mail { from } => self.mail(from),
-            Request::Rcpt { to } => self.rcpt(to),
+            Request::Mail { from } => self.mail(from, line),
+            Request::Rcpt { to } => self.rcpt(to, line),
             Request::Data => {
                 if !self.in_transaction {
                     self.error(503, "5.5.1 Error: need MAIL command");
@@ -416,7 +429,7 @@ impl ServerSession {
         Some(Event::Helo { name: host, esmtp })
     }
 
-    fn mail(&mut self, from: MailFrom<String>) -> Option<Event> {
+    fn mail(&mut self, from: MailFrom<String>, line: &str) -> Option<Event> {
         if self.helo.is_none() {
             self.error(503, "5.5.1 Error: send HELO/EHLO first");
             return None;
@@ -434,7 +447,7 @@ impl ServerSession {
             return None;
         }
         self.awaiting = Some(Awaiting::Mail);
-        Some(Event::Mail(from))
+        Some(Event::Mail { from, line: line.to_owned() })
     }
 
     fn unsupported_mail_option(&self, from: &MailFrom<String>) -> Option<&'static str> {
@@ -461,7 +474,7 @@ impl ServerSession {
         None
     }
 
-    fn rcpt(&mut self, to: RcptTo<String>) -> Option<Event> {
+    fn rcpt(&mut self, to: RcptTo<String>, line: &str) -> Option<Event> {
         if !self.in_transaction {
             self.error(503, "5.5.1 Error: need MAIL command");
             return None;
@@ -475,7 +488,7 @@ impl ServerSession {
             return None;
         }
         self.awaiting = Some(Awaiting::Rcpt);
-        Some(Event::Rcpt(to))
+        Some(Event::Rcpt { to, line: line.to_owned() })
     }
 
     fn auth(&mut self, line: &str) -> Option<Event> {

@@ -11,9 +11,11 @@ fn run(session: &mut ServerSession, input: &[u8]) -> (String, Vec<String>, Vec<u
         events.push(format!("{event:?}"));
         match event {
             Event::Helo { name, .. } => session.helo_ok(&name),
-            Event::Mail(_) => session.answer(&Reply::new(250, "2.1.0 Ok")),
-            Event::Rcpt(to) if to.address.starts_with("grey") => session.answer(&Reply::new(451, "4.7.1 Greylisted")),
-            Event::Rcpt(_) => session.answer(&Reply::new(250, "2.1.5 Ok")),
+            Event::Mail { .. } => session.answer(&Reply::new(250, "2.1.0 Ok")),
+            Event::Rcpt { to, .. } if to.address.starts_with("grey") => {
+                session.answer(&Reply::new(451, "4.7.1 Greylisted"))
+            }
+            Event::Rcpt { .. } => session.answer(&Reply::new(250, "2.1.5 Ok")),
             Event::Data => session.answer(&Reply::new(354, "End data with <CR><LF>.<CR><LF>")),
             Event::MessageData => {
                 session.take_message_data(&mut chunk);

@@ -114,17 +114,15 @@ pub(super) fn run(mut conn: Connection, jobs: Receiver<Job>, compact_on_close: b
                 }
             }
             if taken < MAX_BATCH {
-                job = match jobs.try_recv() {
-                    Ok(j) => Some(j),
-                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
-                };
+                job = jobs.try_recv().ok();
             }
         }
         let written = commit_decisions(&mut conn, &mut state, &mut decisions);
-        if state.len() > SOFT_LIMIT && written > 0 {
-            if let Err(e) = compact_step(&mut conn, &mut state, 2 * written) {
-                tracing::warn!(error = %e, "sqlite compaction failed; will retry");
-            }
+        if state.len() > SOFT_LIMIT
+            && written > 0
+            && let Err(e) = compact_step(&mut conn, &mut state, 2 * written)
+        {
+            tracing::warn!(error = %e, "sqlite compaction failed; will retry");
         }
         if WAL_FRAMES.with(Cell::get) > WAL_LIMIT_FRAMES {
             match conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(())) {
@@ -169,13 +167,15 @@ pub(super) fn compact_step(conn: &mut Connection, state: &mut State, limit: usiz
 
 fn shut_down(mut conn: Connection, state: &mut State, compact: bool) {
     // Leave a short log behind so the next start loads quickly.
-    while compact {
-        match compact_step(&mut conn, state, 10_000) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "sqlite compaction at shutdown failed");
-                break;
+    if compact {
+        loop {
+            match compact_step(&mut conn, state, 10_000) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "sqlite compaction at shutdown failed");
+                    break;
+                }
             }
         }
     }
