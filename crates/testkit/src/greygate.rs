@@ -85,6 +85,23 @@ impl Greygate {
         self.listen.iter().find_map(|l| l.parse().ok()).expect("a TCP listener")
     }
 
+    /// The first plain SMTP proxy listener.
+    pub fn smtp_addr(&self) -> SocketAddr {
+        self.listen_with("smtp:")
+    }
+
+    /// The first SMTP proxy listener that expects a PROXY protocol header.
+    pub fn proxy_protocol_addr(&self) -> SocketAddr {
+        self.listen_with("smtp+proxy-protocol:")
+    }
+
+    fn listen_with(&self, prefix: &str) -> SocketAddr {
+        self.listen
+            .iter()
+            .find_map(|l| l.strip_prefix(prefix).and_then(|a| a.parse().ok()))
+            .unwrap_or_else(|| panic!("no {prefix} listener in {:?}", self.listen))
+    }
+
     /// All JSON log records so far.
     pub fn logs(&self) -> Vec<Value> {
         self.logs.lock().unwrap().clone()

@@ -7,14 +7,22 @@
 //!   directories, loopback ports) as policy client and downstream MTA.
 //! - [`swaks`]: run swaks against it.
 //! - [`policy`]: a raw Postfix-policy client for byte-exact tests.
+//! - [`smtp`]: a raw SMTP client (with STARTTLS) for byte-exact tests.
+//! - [`fake_mta`]: a scripted upstream that fails on cue.
+//! - [`haproxy`]: haproxy sending the PROXY protocol.
+//! - [`certs`]: a self-signed test certificate.
 //!
 //! Processes are stopped by the PID the helper started, never by name.
 //! Nothing here sleeps a fixed time: waits poll a condition up to a
 //! deadline.
 
+pub mod certs;
+pub mod fake_mta;
 pub mod greygate;
+pub mod haproxy;
 pub mod policy;
 pub mod postfix;
+pub mod smtp;
 pub mod swaks;
 
 use std::time::{Duration, Instant};

@@ -72,6 +72,9 @@ pub async fn run(config: Config) -> Result<()> {
         background.spawn(accept_loop(listener, ctx.clone(), connections.clone(), limit.clone(), shutdown.clone()));
     }
     let proxy_ctx = Arc::new(proxy::ProxyContext::new(engine.clone(), &config.proxy)?);
+    if config.proxy.enabled() {
+        proxy_ctx.probe_upstream();
+    }
     if config.proxy.enabled() && config.proxy.relay.is_empty() {
         tracing::warn!("proxy.relay_domains is empty: the proxy takes mail only from trusted or authenticated clients");
     }
@@ -117,7 +120,7 @@ pub async fn run(config: Config) -> Result<()> {
 }
 
 /// SIGHUP: re-read the config and list files; keep the old ones on error.
-fn reload(current: &mut Config, engine: &Engine, ctx: &PolicyContext, proxy_ctx: &proxy::ProxyContext) {
+fn reload(current: &mut Config, engine: &Engine, ctx: &PolicyContext, proxy_ctx: &Arc<proxy::ProxyContext>) {
     let Some(file) = current.file.clone() else {
         tracing::info!("SIGHUP: running on the built-in default config; nothing to reload");
         return;
@@ -156,6 +159,9 @@ fn reload(current: &mut Config, engine: &Engine, ctx: &PolicyContext, proxy_ctx:
         }
     }
     ctx.config.store(Arc::new(config.policy.clone()));
+    if config.proxy.enabled() {
+        proxy_ctx.probe_upstream();
+    }
     *current = config;
     tracing::info!(lists = ?engine.list_counts(), "SIGHUP: config and lists reloaded");
 }

@@ -5,11 +5,13 @@
 //!   failure.
 //! - `admin`: the admin CLI against a running server.
 //! - `postfix`: real Postfix and swaks through greygate.
+//! - `proxy`: the SMTP proxy in front of real Postfix (swaks, haproxy).
 
 mod admin;
 mod lifecycle;
 mod policy;
 mod postfix;
+mod proxy;
 
 use std::path::Path;
 

@@ -32,7 +32,7 @@ use tokio_util::task::TaskTracker;
 
 use self::session::Session;
 use self::tls::Conn;
-use self::upstream::Settings;
+use self::upstream::{Settings, Upstream};
 use crate::config::ProxyConfig;
 
 /// Longest wait for a PROXY protocol header (Postfix waits 5 s).
@@ -94,6 +94,23 @@ impl ProxyContext {
             tls_config: self.upstream_tls.load_full(),
             forward: config.forward_client,
         }
+    }
+
+    /// Learn in the background what the upstream announces.
+    pub fn probe_upstream(self: &Arc<Self>) {
+        let ctx = self.clone();
+        tokio::spawn(async move {
+            let settings = ctx.upstream_settings(&ctx.config.load());
+            match Upstream::probe(&settings).await {
+                Ok(caps) => {
+                    tracing::info!(frontend = "proxy", keywords = ?caps.keywords, "upstream capabilities learned");
+                    ctx.learn_capabilities(&caps);
+                }
+                Err(error) => {
+                    tracing::warn!(frontend = "proxy", %error, "cannot reach the upstream MTA; will retry with the first session")
+                }
+            }
+        });
     }
 
     fn learn_capabilities(&self, caps: &Capabilities) {

@@ -420,6 +420,15 @@ impl Session {
             match self.upstream.as_mut() {
                 None => replies::upstream_failure(&UpstreamError::Closed, Step::EndOfData),
                 Some(upstream) => match upstream.end_data().await {
+                    // Postfix keeps the transaction open after refusing at
+                    // the end of data (smtpd_end_of_data_restrictions);
+                    // reset it so the next MAIL is not "nested".
+                    Ok(reply) if !reply.is_positive() => {
+                        if !upstream.command("RSET").await.is_ok_and(|r| r.is_positive()) {
+                            self.upstream = None;
+                        }
+                        replies::relay(reply)
+                    }
                     Ok(reply) => replies::relay(reply),
                     Err(error) => {
                         tracing::warn!(frontend = "proxy", session = %self.id, %error, "upstream failed at the end of DATA");

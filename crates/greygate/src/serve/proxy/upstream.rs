@@ -94,7 +94,28 @@ impl Upstream {
         }
     }
 
-    async fn open_one(settings: &Settings, host: &str, client: &ClientIdentity) -> Result<Upstream, UpstreamError> {
+    /// Ask the first reachable upstream what it announces (greeting, EHLO,
+    /// QUIT), so sessions can announce matching extensions before they
+    /// ever open an upstream session.
+    pub async fn probe(settings: &Settings) -> Result<Capabilities, UpstreamError> {
+        let mut last = UpstreamError::Unavailable("no upstream configured".into());
+        for host in &settings.hosts {
+            match Upstream::probe_one(settings, host).await {
+                Ok(caps) => return Ok(caps),
+                Err(error) => last = error,
+            }
+        }
+        Err(last)
+    }
+
+    async fn probe_one(settings: &Settings, host: &str) -> Result<Capabilities, UpstreamError> {
+        let up = Upstream::handshake(settings, host).await?;
+        let caps = up.caps.clone();
+        up.quit().await;
+        Ok(caps)
+    }
+
+    async fn connect(settings: &Settings, host: &str) -> Result<Upstream, UpstreamError> {
         let tcp = match timeout(settings.connect_timeout, TcpStream::connect(host)).await {
             Ok(Ok(tcp)) => tcp,
             Ok(Err(error)) => return Err(UpstreamError::Io(error)),
@@ -102,7 +123,7 @@ impl Upstream {
         };
         let _ = tcp.set_nodelay(true);
         let peer = tcp.peer_addr().ok();
-        let mut up = Upstream {
+        Ok(Upstream {
             peer,
             conn: Conn::Plain(tcp),
             reader: ReplyReader::new(),
@@ -111,7 +132,18 @@ impl Upstream {
             host: host.to_owned(),
             timeout: settings.timeout,
             xforward: Vec::new(),
-        };
+        })
+    }
+
+    async fn open_one(settings: &Settings, host: &str, client: &ClientIdentity) -> Result<Upstream, UpstreamError> {
+        let mut up = Upstream::handshake(settings, host).await?;
+        up.forward_client(settings.forward, client).await?;
+        Ok(up)
+    }
+
+    /// Connect, read the greeting, EHLO, and STARTTLS when configured.
+    async fn handshake(settings: &Settings, host: &str) -> Result<Upstream, UpstreamError> {
+        let mut up = Upstream::connect(settings, host).await?;
         let greeting = up.read_reply(settings.timeout).await?;
         if greeting.code != 220 {
             return Err(UpstreamError::Refused(greeting));
@@ -133,7 +165,6 @@ impl Upstream {
         } else if settings.tls == UpstreamTls::Require {
             return Err(UpstreamError::Tls("the upstream does not offer STARTTLS".into()));
         }
-        up.forward_client(settings.forward, client).await?;
         Ok(up)
     }
 
