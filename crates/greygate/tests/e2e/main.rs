@@ -6,12 +6,16 @@
 //! - `admin`: the admin CLI against a running server.
 //! - `postfix`: real Postfix and swaks through greygate.
 //! - `proxy`: the SMTP proxy in front of real Postfix (swaks, haproxy).
+//! - `proxy_faults`: upstream failures, limits, bad clients.
+//! - `proxy_tls`: STARTTLS on both legs, injection, reload, AUTH.
 
 mod admin;
 mod lifecycle;
 mod policy;
 mod postfix;
 mod proxy;
+mod proxy_faults;
+mod proxy_tls;
 
 use std::path::Path;
 

@@ -94,13 +94,9 @@ fn first_attempt_is_greylisted_and_the_retry_is_delivered_with_our_headers() {
     wait_for("Postfix to log the original client", Duration::from_secs(10), || {
         mx.log().contains("client=unknown[127.0.0.5]").then_some(())
     });
-    assert!(
-        g.logs()
-            .iter()
-            .any(|v| v["client"] == "127.0.0.5" && v["helo"] == "mail.sender.example" && v["reason"] == "new"),
-        "{}",
-        g.raw_log()
-    );
+    g.wait_log("the first decision", |v| {
+        v["client"] == "127.0.0.5" && v["helo"] == "mail.sender.example" && v["reason"] == "new"
+    });
 }
 
 #[test]
@@ -159,7 +155,7 @@ fn relay_is_refused_with_the_default_config() {
     }
     assert_eq!(c.cmd("DATA").code, 554);
     assert!(mx.messages().is_empty());
-    assert!(g.logs().iter().any(|v| v["reason"] == "relay_denied" && v["client"] == "192.0.2.7"), "{}", g.raw_log());
+    g.wait_log("the relay refusal", |v| v["reason"] == "relay_denied" && v["client"] == "192.0.2.7");
 }
 
 #[test]
@@ -179,7 +175,7 @@ fn haproxy_in_front_passes_the_real_client_address() {
         assert!(s.delivered(), "v2={v2}: {}", s.transcript);
     }
     mx.wait_messages(2);
-    assert!(g.logs().iter().any(|v| v["client"] == "127.0.0.9" && v["reason"] == "whitelisted"), "{}", g.raw_log());
+    g.wait_log("the proxied client", |v| v["client"] == "127.0.0.9" && v["reason"] == "whitelisted");
     let log = wait_for("Postfix to log the client", Duration::from_secs(10), || {
         let log = mx.log();
         (log.matches("client=unknown[127.0.0.9]").count() == 2).then_some(log)
