@@ -22,6 +22,9 @@ pub struct Options {
     pub policy: Option<String>,
     /// Extra `main.cf` lines.
     pub main_cf: Vec<String>,
+    /// SMTP AUTH (Cyrus SASL, PLAIN and LOGIN, from a private sasldb)
+    /// for these `(user@realm, password)` pairs.
+    pub sasl_users: Vec<(String, String)>,
 }
 
 /// A running Postfix.
@@ -48,6 +51,7 @@ impl Postfix {
         // Postfix refuses to run from a world-writable directory chain.
         set_mode(d, 0o755);
         let port = free_port();
+        let sasl = if options.sasl_users.is_empty() { String::new() } else { sasl_setup(d, &options.sasl_users) };
         let restrictions = match &options.policy {
             Some(p) => format!("reject_unauth_destination, check_policy_service {p}"),
             None => "reject_unauth_destination".into(),
@@ -78,6 +82,7 @@ maillog_file_prefixes = /tmp, /var
 shlib_directory = /usr/lib/postfix
 daemon_directory = /usr/lib/postfix/sbin
 command_directory = /usr/sbin
+{sasl}
 {extra}
 ",
             q = d.join("queue").display(),
@@ -180,6 +185,40 @@ anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
 "
+    )
+}
+
+/// A sasldb with `users` and the Cyrus config pointing at it; returns the
+/// `main.cf` lines that turn SMTP AUTH on.
+fn sasl_setup(d: &Path, users: &[(String, String)]) -> String {
+    require("/usr/sbin/saslpasswd2", "sasl2-bin");
+    let sasl = d.join("sasl");
+    std::fs::create_dir_all(&sasl).expect("mkdir sasl");
+    let db = sasl.join("sasldb2");
+    for (login, password) in users {
+        let (user, realm) = login.split_once('@').expect("user@realm");
+        let mut child = Command::new("/usr/sbin/saslpasswd2")
+            .args(["-p", "-c", "-f", db.to_str().expect("utf-8"), "-u", realm, user])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("run saslpasswd2");
+        use std::io::Write;
+        child.stdin.take().expect("stdin").write_all(password.as_bytes()).expect("password");
+        assert!(child.wait().expect("saslpasswd2").success(), "saslpasswd2 failed");
+    }
+    chown(&db, "postfix");
+    // Debian's Postfix reads $config_directory/sasl/smtpd.conf and ignores
+    // cyrus_sasl_config_path; others use the latter. Write both.
+    let conf = format!(
+        "pwcheck_method: auxprop\nauxprop_plugin: sasldb\nmech_list: PLAIN LOGIN\nsasldb_path: {}\n",
+        db.display()
+    );
+    std::fs::create_dir_all(d.join("etc/sasl")).expect("mkdir etc/sasl");
+    std::fs::write(d.join("etc/sasl/smtpd.conf"), &conf).expect("smtpd.conf");
+    std::fs::write(sasl.join("smtpd.conf"), &conf).expect("smtpd.conf");
+    format!(
+        "smtpd_sasl_auth_enable = yes\nsmtpd_sasl_type = cyrus\nsmtpd_sasl_path = smtpd\ncyrus_sasl_config_path = {}\nsmtpd_tls_auth_only = no",
+        sasl.display()
     )
 }
 

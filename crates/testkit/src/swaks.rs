@@ -14,8 +14,9 @@ pub struct Session {
 impl Session {
     /// The last server reply line starting with `code` (e.g. "450").
     pub fn reply(&self, code: &str) -> Option<&str> {
+        // Plaintext (`<-`, `<**`) and TLS (`<~`, `<~*`) replies.
         self.transcript.lines().rfind(|l| {
-            l.trim_start().starts_with(&format!("<** {code}")) || l.trim_start().starts_with(&format!("<-  {code}"))
+            ["<** ", "<-  ", "<~* ", "<~  "].iter().any(|p| l.trim_start().starts_with(&format!("{p}{code}")))
         })
     }
 

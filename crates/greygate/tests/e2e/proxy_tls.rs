@@ -157,3 +157,49 @@ fn auth_is_relayed_over_tls_only_and_authenticated_clients_may_relay() {
     assert_eq!(c.cmd("MAIL FROM:<alice@sender.example>").code, 250);
     assert_eq!(c.cmd("RCPT TO:<friend@elsewhere.example>").code, 554);
 }
+
+#[test]
+fn auth_against_real_postfix_sasl() {
+    let cert = TestCert::new(&["gw.test"]);
+    let mx = Postfix::start(&Options {
+        sasl_users: vec![("alice@test.example".into(), "secret".into())],
+        main_cf: vec!["smtpd_recipient_restrictions = permit_sasl_authenticated, reject_unauth_destination".into()],
+        ..Options::default()
+    });
+    let (_dir, g) =
+        gateway(SocketAddr::from(([127, 0, 0, 1], mx.port)), &tls_lines(&cert), "[lists]\ntrusted_networks = []\n");
+    let auth = |password: &str| {
+        swaks(
+            g.smtp_addr().port(),
+            &[
+                "--tls",
+                "--auth",
+                "PLAIN",
+                "--auth-user",
+                "alice@test.example",
+                "--auth-password",
+                password,
+                "--to",
+                "friend@elsewhere.example",
+                "--from",
+                "alice@test.example",
+            ],
+        )
+    };
+    // Wait until greygate has learned that Postfix offers AUTH.
+    let mut last = String::new();
+    let accepted = std::iter::repeat_with(|| auth("secret"))
+        .take(20)
+        .find(|s| {
+            last = s.transcript.clone();
+            s.delivered()
+        })
+        .unwrap_or_else(|| panic!("AUTH never worked; last try:\n{last}\n{}\n{}", g.raw_log(), mx.log()));
+    assert!(accepted.transcript.contains("235 2.7.0 Authentication successful"), "{}", accepted.transcript);
+    let refused = auth("wrong");
+    assert!(!refused.delivered());
+    assert!(refused.reply("535").is_some(), "{}", refused.transcript);
+    wait_for("Postfix to log the SASL login", Duration::from_secs(10), || {
+        mx.log().contains("sasl_method=PLAIN, sasl_username=alice@test.example").then_some(())
+    });
+}
