@@ -180,10 +180,13 @@ impl DataScanner {
     }
 
     fn finish(&mut self, consumed: usize, out: &mut Vec<u8>, start_len: usize, done: bool) -> Scanned {
-        // Count what the client sent, minus the final `.` CRLF.
-        let counted = if done { consumed.saturating_sub(3) } else { consumed };
+        // Count what the client sent, minus the final `.` CRLF (three
+        // bytes, possibly counted in earlier calls).
         let before = self.size;
-        self.size += counted as u64;
+        self.size += consumed as u64;
+        if done {
+            self.size = self.size.saturating_sub(3);
+        }
         if self.size > self.max_size {
             // Keep only what fits under the limit (nothing once over it):
             // the caller must abort the relayed copy anyway.
@@ -249,6 +252,19 @@ mod tests {
     #[test]
     fn bare_newlines_are_relayed_as_crlf() {
         check(b"one\ntwo\rthree\r\n.\r\n", b"one\r\ntwo\r\nthree\r\n", 18, true, true);
+    }
+
+    #[test]
+    fn the_size_does_not_depend_on_how_the_bytes_arrive() {
+        let input = b"Subject: x\r\n\r\nbody\r\n.\r\n";
+        for step in 1..input.len() {
+            let mut s = DataScanner::new(1 << 20);
+            let mut out = Vec::new();
+            for piece in input.chunks(step) {
+                s.scan(piece, &mut out);
+            }
+            assert_eq!(s.size(), input.len() as u64 - 3, "steps of {step}");
+        }
     }
 
     #[test]
