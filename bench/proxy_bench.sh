@@ -13,7 +13,8 @@
 # already-passed triplet: a store lookup and update per RCPT.
 #
 # Knobs: besides smtp_relay_baseline.sh's own (SESSIONS, REPS, MSGS_newconn,
-# MSGS_reuse, SIZE, SINK_PORT, RELAY_PORT): PROXY_PORT [2528],
+# MSGS_reuse, SIZE, SINK_PORT, RELAY_PORT): PROXY_PORT [2528], HOLD [5000]
+# idle sessions held at the end (0 skips),
 # WORK_DISK [/var/tmp/proxybench], GREYGATE [target/release/greygate, built
 # unless SKIP_BUILD is set], OUT [bench/results/proxy-DATE].
 set -u -o pipefail
@@ -63,9 +64,9 @@ smtp-source -m 1 -f sender@client.bench.example -t rcpt@bench.example -M client.
 sleep 2
 smtp-source -m 1 -f sender@client.bench.example -t rcpt@bench.example -M client.bench.example \
     "127.0.0.1:$PROXY_PORT" > /dev/null 2>&1
-if ! "$GREYGATE" --config "$CONF" list | grep -q passed; then
+if ! "$GREYGATE" --config "$CONF" entries list | grep -q passed; then
     echo "the benchmark triplet did not pass; see $OUT/greygate.log" >&2
-    "$GREYGATE" --config "$CONF" list >&2
+    "$GREYGATE" --config "$CONF" entries list >&2
     exit 1
 fi
 
@@ -91,3 +92,9 @@ for mode in ("newconn", "reuse"):
         print(f"| {mode} | median | | | | **{statistics.median(ratios):.2f}** |")
 PY
 grep -c "action=" "$OUT/greygate.log" | sed 's/^/decision lines logged: /'
+
+# Idle sessions: HOLD sessions open at once (banner + EHLO each), the
+# server's memory per session, and all of them still answered.
+if [ "${HOLD:-5000}" -gt 0 ]; then
+    python3 "$BENCH/hold_sessions.py" 127.0.0.1 "$PROXY_PORT" "$GG" "${HOLD:-5000}" | tee "$OUT/hold.tsv"
+fi
