@@ -74,7 +74,7 @@ pub struct Explanation {
 }
 
 /// Decision counters by reason kind, plus learning conversions.
-const COUNTERS: [&str; 17] = [
+const COUNTERS: [&str; 24] = [
     "trusted",
     "authenticated",
     "blacklisted",
@@ -92,6 +92,14 @@ const COUNTERS: [&str; 17] = [
     "auto_whitelisted",
     "store_error",
     "learning",
+    // Content scanning in the proxy, counted by the front end.
+    "scan_clean",
+    "scan_virus",
+    "scan_spam_rejected",
+    "scan_spam_tempfailed",
+    "scan_spam_tagged",
+    "scan_error",
+    "scan_too_big",
 ];
 
 /// The decision engine.
@@ -200,6 +208,14 @@ impl Engine {
             if let Some(i) = COUNTERS.iter().position(|c| c == name) {
                 self.counters[i].fetch_add(*n, Ordering::Relaxed);
             }
+        }
+    }
+
+    /// Count an event a front end observed (e.g. `scan_virus`); names
+    /// not in the counter table are ignored.
+    pub fn count_event(&self, name: &str) {
+        if let Some(i) = COUNTERS.iter().position(|c| *c == name) {
+            self.counters[i].fetch_add(1, Ordering::Relaxed);
         }
     }
 

@@ -9,6 +9,7 @@ mod admin;
 mod cli;
 mod config;
 mod logging;
+mod scan;
 mod serve;
 mod store;
 

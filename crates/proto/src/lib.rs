@@ -11,8 +11,11 @@
 //! - [`smtp`]: the SMTP proxy's server session, data phase, replies and
 //!   upstream helpers.
 //! - [`proxy_protocol`]: HAProxy's PROXY protocol header (v1 and v2).
+//! - [`clamd`], [`spamd`]: the scanners' request framing and replies.
 #![forbid(unsafe_code)]
 
+pub mod clamd;
 pub mod policy;
 pub mod proxy_protocol;
 pub mod smtp;
+pub mod spamd;

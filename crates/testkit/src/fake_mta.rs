@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -45,6 +45,9 @@ pub struct FakeMta {
     pub commands: Arc<Mutex<Vec<String>>>,
     /// Complete messages received (data as sent, without the final dot).
     pub messages: Arc<Mutex<Vec<String>>>,
+    /// Message data bytes received so far, complete or not (to see data
+    /// arrive while the client is still sending).
+    pub data_bytes: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
 }
 
@@ -56,21 +59,22 @@ impl FakeMta {
         let commands = Arc::new(Mutex::new(Vec::new()));
         let messages = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (c, m, s) = (commands.clone(), messages.clone(), stop.clone());
+        let data_bytes = Arc::new(AtomicUsize::new(0));
+        let (c, m, s, d) = (commands.clone(), messages.clone(), stop.clone(), data_bytes.clone());
         std::thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((stream, _)) => {
-                        let (script, c, m, s) = (script.clone(), c.clone(), m.clone(), s.clone());
+                        let (script, c, m, s, d) = (script.clone(), c.clone(), m.clone(), s.clone(), d.clone());
                         std::thread::spawn(move || {
-                            let _ = serve(stream, &script, &c, &m, &s);
+                            let _ = serve(stream, &script, &c, &m, &s, &d);
                         });
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(10)),
                 }
             }
         });
-        FakeMta { addr, commands, messages, stop }
+        FakeMta { addr, commands, messages, data_bytes, stop }
     }
 
     pub fn commands(&self) -> Vec<String> {
@@ -94,6 +98,7 @@ fn serve(
     commands: &Mutex<Vec<String>>,
     messages: &Mutex<Vec<String>>,
     stop: &AtomicBool,
+    data_bytes: &AtomicUsize,
 ) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(60)))?;
     let mut out = stream.try_clone()?;
@@ -150,6 +155,7 @@ fn serve(
                         return Ok(());
                     }
                     data.push(byte[0]);
+                    data_bytes.fetch_add(1, Ordering::Relaxed);
                     if script.drop_in_data_after.is_some_and(|n| data.len() >= n) {
                         return Ok(());
                     }

@@ -11,6 +11,7 @@
 //! - [`fake_mta`]: a scripted upstream that fails on cue.
 //! - [`haproxy`]: haproxy sending the PROXY protocol.
 //! - [`certs`]: a self-signed test certificate.
+//! - [`scanners`]: clamd (EICAR test signature) and spamd (GTUBE).
 //!
 //! Processes are stopped by the PID the helper started, never by name.
 //! Nothing here sleeps a fixed time: waits poll a condition up to a
@@ -22,6 +23,7 @@ pub mod greygate;
 pub mod haproxy;
 pub mod policy;
 pub mod postfix;
+pub mod scanners;
 pub mod smtp;
 pub mod swaks;
 

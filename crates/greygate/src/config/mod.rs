@@ -8,6 +8,7 @@
 pub mod duration;
 pub mod proxy;
 pub mod raw;
+pub mod scan;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -153,7 +154,7 @@ impl Config {
                 ensure!(d < w, "rule {:?}: delay must be shorter than retry_window", rule.name);
             }
         }
-        let proxy = ProxyConfig::from_raw(&raw.proxy, &host_or_system(&raw.greylist.hostname))?;
+        let proxy = ProxyConfig::from_raw(&raw.proxy, &raw.scan, &host_or_system(&raw.greylist.hostname))?;
         Ok(Config {
             file,
             proxy,

@@ -14,6 +14,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use super::duration::Human;
+use super::scan::{RawScan, ScanConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -210,6 +211,7 @@ pub struct ProxyConfig {
     pub upstream_tls_ca: Option<PathBuf>,
     pub forward_client: ForwardClient,
     pub auth: bool,
+    pub scan: ScanConfig,
 }
 
 impl ProxyConfig {
@@ -217,7 +219,7 @@ impl ProxyConfig {
         !self.listen.is_empty() || !self.listen_proxy_protocol.is_empty()
     }
 
-    pub fn from_raw(p: &RawProxy, default_hostname: &str) -> Result<ProxyConfig> {
+    pub fn from_raw(p: &RawProxy, scan: &RawScan, default_hostname: &str) -> Result<ProxyConfig> {
         let addrs = |list: &[String], key: &str| -> Result<Vec<SocketAddr>> {
             list.iter()
                 .map(|a| a.parse().with_context(|| format!("proxy.{key}: invalid address {a:?}; expected host:port")))
@@ -293,6 +295,7 @@ impl ProxyConfig {
             upstream_tls_ca: p.upstream_tls_ca.clone(),
             forward_client: p.forward_client,
             auth: p.auth,
+            scan: ScanConfig::from_raw(scan)?,
         })
     }
 }
@@ -314,7 +317,7 @@ mod tests {
 
     #[test]
     fn the_default_relays_for_nobody() {
-        let config = ProxyConfig::from_raw(&RawProxy::default(), "gw.example").unwrap();
+        let config = ProxyConfig::from_raw(&RawProxy::default(), &RawScan::default(), "gw.example").unwrap();
         assert!(!config.enabled());
         assert!(config.relay.is_empty());
         assert!(!config.relay.accepts("user@outside.example"));
@@ -323,8 +326,10 @@ mod tests {
     #[test]
     fn an_enabled_proxy_needs_an_upstream() {
         let raw = RawProxy { listen: vec!["127.0.0.1:2525".into()], ..RawProxy::default() };
-        assert!(ProxyConfig::from_raw(&raw, "h").unwrap_err().to_string().contains("proxy.upstream"));
+        assert!(
+            ProxyConfig::from_raw(&raw, &RawScan::default(), "h").unwrap_err().to_string().contains("proxy.upstream")
+        );
         let raw = RawProxy { upstream: vec!["mx.internal:25".into()], ..raw };
-        assert!(ProxyConfig::from_raw(&raw, "h").unwrap().enabled());
+        assert!(ProxyConfig::from_raw(&raw, &RawScan::default(), "h").unwrap().enabled());
     }
 }

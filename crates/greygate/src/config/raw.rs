@@ -20,6 +20,8 @@ pub struct RawConfig {
     pub replies: RawReplies,
     pub policy: RawPolicy,
     pub proxy: super::proxy::RawProxy,
+    /// Content scanning in the proxy (clamd, spamd).
+    pub scan: super::scan::RawScan,
     pub log: RawLog,
     pub server: RawServer,
     /// Overrides per client, sender or recipient (`[[rule]]` tables).

@@ -8,6 +8,7 @@
 //! - `proxy`: the SMTP proxy in front of real Postfix (swaks, haproxy).
 //! - `proxy_faults`: upstream failures, limits, bad clients.
 //! - `proxy_tls`: STARTTLS on both legs, injection, reload, AUTH.
+//! - `proxy_scan`: content scanning with real clamd and spamd.
 
 mod admin;
 mod lifecycle;
@@ -15,6 +16,7 @@ mod policy;
 mod postfix;
 mod proxy;
 mod proxy_faults;
+mod proxy_scan;
 mod proxy_tls;
 
 use std::path::Path;

@@ -14,8 +14,10 @@ pub mod ehlo;
 pub mod forward;
 pub mod reply;
 pub mod server;
+pub mod stuffing;
 
 pub use data::BareNewline;
 pub use ehlo::{Capabilities, Extensions};
 pub use reply::{Reply, ReplyReader};
 pub use server::{Event, Limits, MessageEnd, ServerSession};
+pub use stuffing::{Stuffer, Unstuffer};

@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use greygate_engine::{Action, Facts, Stage};
 use greygate_proto::smtp::forward::ClientIdentity;
-use greygate_proto::smtp::{BareNewline, Event, MessageEnd, Reply, ServerSession};
+use greygate_proto::smtp::{BareNewline, Event, MessageEnd, Reply, ServerSession, Stuffer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
@@ -30,6 +30,7 @@ use super::tls::Conn;
 use super::upstream::{Upstream, UpstreamError};
 use super::{ProxyContext, received};
 use crate::config::ProxyConfig;
+use crate::scan::{MessageScan, Outcome};
 use crate::serve::{decision_log, unix_now};
 
 /// One mail transaction (MAIL to the end of DATA or RSET).
@@ -45,6 +46,8 @@ struct Transaction {
     refused: Option<Reply>,
     /// The upstream failed while message data was being relayed.
     data_failed: Option<UpstreamError>,
+    /// Content scanning of the message, when configured.
+    scan: Option<MessageScan>,
 }
 
 pub struct Session {
@@ -178,6 +181,7 @@ impl Session {
                     headers: Vec::new(),
                     refused: None,
                     data_failed: None,
+                    scan: None,
                 });
                 self.smtp.answer(&replies::ok("2.1.0"));
             }
@@ -353,10 +357,32 @@ impl Session {
             }
         }
         let header = self.trace_headers();
+        if let Some(mut scan) = self.start_scan() {
+            scan.feed_message(header.as_bytes()).await;
+            let holds = scan.holds();
+            if let Some(txn) = self.txn.as_mut() {
+                txn.scan = Some(scan);
+            }
+            if holds {
+                // Sent from the spool after the verdict, headers on top.
+                return replies::start_data();
+            }
+        }
         if let Err(error) = self.upstream.as_mut().expect("checked above").send_data(header.as_bytes()).await {
             self.data_failed(error);
         }
         replies::start_data()
+    }
+
+    /// Start scanning the message, if the config scans this one.
+    fn start_scan(&self) -> Option<MessageScan> {
+        let scan = &self.config.scan;
+        let txn = self.txn.as_ref()?;
+        if !scan.enabled() {
+            return None;
+        }
+        let plan = scan.plan(self.client.addr.ip(), &txn.recipients);
+        (plan.clamd || plan.spamd).then(|| MessageScan::start(self.config.clone(), plan))
     }
 
     /// Our Received line and the verdicts' headers, in wire form.
@@ -391,9 +417,15 @@ impl Session {
 
     async fn message_data(&mut self) {
         self.smtp.take_message_data(&mut self.chunk);
-        let failed = self.txn.as_ref().is_none_or(|t| t.data_failed.is_some());
-        if failed || self.chunk.is_empty() {
+        let Some(txn) = self.txn.as_mut() else { return };
+        if txn.data_failed.is_some() || self.chunk.is_empty() {
             return;
+        }
+        if let Some(scan) = txn.scan.as_mut() {
+            scan.feed_wire(&self.chunk).await;
+            if scan.holds() {
+                return;
+            }
         }
         let Some(upstream) = self.upstream.as_mut() else { return };
         if let Err(error) = upstream.send_data(&self.chunk).await {
@@ -402,9 +434,10 @@ impl Session {
     }
 
     async fn message_end(&mut self, end: MessageEnd) -> Reply {
-        let txn = self.txn.take();
+        let mut txn = self.txn.take();
         let recipients = txn.as_ref().map_or(0, |t| t.recipients.len());
         let sender = txn.as_ref().map(|t| t.sender.clone()).unwrap_or_default();
+        let scan = txn.as_mut().and_then(|t| t.scan.take());
         let started = Instant::now();
         let reply = if let Some(error) = txn.and_then(|t| t.data_failed) {
             replies::upstream_failure(&error, Step::EndOfData)
@@ -416,6 +449,8 @@ impl Session {
         } else if end.bare_newline && self.config.limits.bare_newline == BareNewline::Reject {
             self.upstream = None;
             replies::bare_newline()
+        } else if let Some(refusal) = self.scan_verdict(scan, &sender).await {
+            refusal
         } else {
             match self.upstream.as_mut() {
                 None => replies::upstream_failure(&UpstreamError::Closed, Step::EndOfData),
@@ -451,6 +486,72 @@ impl Session {
             "message"
         );
         reply
+    }
+
+    /// Wait for the scanners. A refusal aborts the message upstream (the
+    /// connection is dropped before the final dot) and is the client's
+    /// reply; a held message is sent to the MTA now, with any headers the
+    /// scan added on top. `None`: go on and end the message upstream.
+    async fn scan_verdict(&mut self, scan: Option<MessageScan>, sender: &str) -> Option<Reply> {
+        let mut scan = scan?;
+        let report = scan.finish().await;
+        for name in &report.counters {
+            self.ctx.engine.count_event(name);
+        }
+        let refusal = match &report.outcome {
+            Outcome::Refuse(reply) => Some(reply.clone()),
+            Outcome::Deliver { .. } => None,
+        };
+        tracing::info!(
+            frontend = "proxy",
+            session = %self.id,
+            client = %self.client.addr.ip().to_canonical(),
+            sender,
+            clamd = %report.clamd,
+            spamd = %report.spamd,
+            action = refusal.as_ref().map_or("deliver".to_owned(), |r| r.code.to_string()),
+            scan_ms = report.millis,
+            "scan"
+        );
+        if let Some(reply) = refusal {
+            self.upstream = None;
+            return Some(reply);
+        }
+        if !scan.holds() {
+            return None;
+        }
+        let Outcome::Deliver { headers } = report.outcome else { return None };
+        match self.send_held(&mut scan, &headers).await {
+            Ok(()) => None,
+            Err(error) => {
+                tracing::warn!(frontend = "proxy", session = %self.id, %error, "upstream failed taking a held message");
+                self.upstream = None;
+                Some(replies::upstream_failure(&error, Step::EndOfData))
+            }
+        }
+    }
+
+    /// Send a held message: the scan's headers, then the spool (which
+    /// starts with our own trace headers), dot-stuffed again.
+    async fn send_held(&mut self, scan: &mut MessageScan, headers: &[String]) -> Result<(), UpstreamError> {
+        let upstream = self.upstream.as_mut().ok_or(UpstreamError::Closed)?;
+        let mut top = String::new();
+        for header in headers {
+            top.push_str(header);
+            top.push_str("\r\n");
+        }
+        upstream.send_data(top.as_bytes()).await?;
+        let spool = scan.spool().ok_or(UpstreamError::Closed)?;
+        spool.rewind().await.map_err(UpstreamError::Io)?;
+        let mut stuffer = Stuffer::default();
+        let mut pos = 0;
+        let mut wire = Vec::new();
+        while let Some(piece) = spool.next_chunk(&mut pos).await.map_err(UpstreamError::Io)? {
+            wire.clear();
+            stuffer.stuff(&piece, &mut wire);
+            upstream.send_data(&wire).await?;
+        }
+        upstream.send_data(stuffer.finish()).await
     }
 
     /// RSET the upstream if it has a transaction open.
