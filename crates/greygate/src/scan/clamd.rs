@@ -103,11 +103,11 @@ async fn write_chunk(conn: &mut Box<dyn Io>, piece: &[u8], t: std::time::Duratio
         return Ok(());
     }
     let len = u32::try_from(piece.len()).map_err(|_| io::Error::other("chunk over 4 GiB"))?;
-    net::deadline(t, async {
-        conn.write_all(&clamd::chunk_header(len)).await?;
-        conn.write_all(piece).await
-    })
-    .await
+    // One write per chunk: header and data in one segment.
+    let mut framed = Vec::with_capacity(4 + piece.len());
+    framed.extend_from_slice(&clamd::chunk_header(len));
+    framed.extend_from_slice(piece);
+    net::deadline(t, conn.write_all(&framed)).await
 }
 
 async fn read_verdict(conn: &mut Box<dyn Io>, t: std::time::Duration) -> io::Result<Verdict> {
