@@ -123,11 +123,8 @@ impl DnsServer {
 
     /// A TXT record; text longer than 255 bytes is split into strings.
     pub fn txt(&self, name: &str, text: &str) -> &Self {
-        let chunks: Vec<String> = text
-            .as_bytes()
-            .chunks(255)
-            .map(|c| String::from_utf8_lossy(c).into_owned())
-            .collect::<Vec<_>>();
+        let chunks: Vec<String> =
+            text.as_bytes().chunks(255).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>();
         let chunks = if chunks.is_empty() { vec![String::new()] } else { chunks };
         self.add(name, RecordType::TXT, RData::TXT(TXT::new(chunks)))
     }
@@ -382,7 +379,10 @@ mod tests {
         assert_eq!(m.answers[0].data.to_string(), "mail.example.org.");
 
         assert!(ask(&dns, "slow.example.", RecordType::TXT).is_none());
-        assert_eq!(ask(&dns, "broken.example.", RecordType::TXT).unwrap().metadata.response_code, ResponseCode::ServFail);
+        assert_eq!(
+            ask(&dns, "broken.example.", RecordType::TXT).unwrap().metadata.response_code,
+            ResponseCode::ServFail
+        );
         assert_eq!(dns.queries("example.org"), 2);
         assert_eq!(dns.queries("slow.example"), 1);
     }

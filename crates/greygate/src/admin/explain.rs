@@ -17,7 +17,8 @@ use crate::config::Config;
 use crate::config::duration::Human;
 
 pub async fn run(args: ExplainArgs, store: Arc<dyn Store>, config: &Config) -> Result<ExitCode> {
-    let engine = Engine::new(store, config.policy()?, Vec::new())?;
+    let checks = crate::checks::build(&config.checks()?)?;
+    let engine = Engine::new(store, config.policy()?, checks)?;
     engine.refresh_lists().await?;
     let sender = if args.sender == "<>" { String::new() } else { args.sender.clone() };
     let facts = Facts {
