@@ -30,7 +30,7 @@ pub async fn run(args: ExplainArgs, store: Arc<dyn Store>, config: &Config) -> R
         ..Facts::new(Stage::Rcpt, args.client_ip)
     };
     let x = engine.explain(&facts, crate::serve::unix_now()).await;
-    let mut prepended = None;
+    let mut prepended = crate::serve::policy::Prepended::default();
     let answer = crate::serve::policy::encode(&x.verdict, config.policy.defer_action, None, &mut prepended);
     let reply = match &x.verdict.action {
         Action::Accept => None,

@@ -8,8 +8,11 @@
 //! - `proxy`: the SMTP proxy in front of real Postfix (swaks, haproxy).
 //! - `proxy_faults`: upstream failures, limits, bad clients.
 //! - `proxy_tls`: STARTTLS on both legs, injection, reload, AUTH.
+//! - `checks`: SPF, DNS lists, reverse DNS, HELO (DNS from the in-process
+//!   server), through the policy protocol and real Postfix.
 
 mod admin;
+mod checks;
 mod lifecycle;
 mod policy;
 mod postfix;
