@@ -274,3 +274,59 @@ fn postfix_rejects_spf_fail_and_accepts_a_pool_retry_from_another_network() {
     );
     assert!(postfix.messages().iter().all(|m| !m.contains("Subject: spf fail")));
 }
+
+#[test]
+fn the_proxy_rejects_spf_fail_and_inserts_received_spf_on_the_pool_retry() {
+    let dns = DnsServer::start();
+    dns.txt("pool.example", "v=spf1 ip4:127.0.0.0/16 -all").txt("fail.example", "v=spf1 ip4:192.0.2.1 -all");
+    let mx = Postfix::start(&Options::default());
+    let (_dir, g) = crate::proxy::gateway(
+        std::net::SocketAddr::from(([127, 0, 0, 1], mx.port)),
+        "",
+        &format!(
+            "[greylist]\ndelay = \"2s\"\nhostname = \"gw.test\"\n[lists]\ntrusted_networks = []\n{}[checks.spf]\nenabled = true\n",
+            dns_section(&dns)
+        ),
+    );
+    let rcpt = format!("bob@{DOMAIN}");
+    let port = g.smtp_addr().port();
+    let send = |from: &str, source: &str, subject: &str| {
+        swaks(
+            port,
+            &[
+                "--to",
+                &rcpt,
+                "--from",
+                from,
+                "--helo",
+                "mail.pool.example",
+                "--local-interface",
+                source,
+                "--header",
+                &format!("Subject: {subject}"),
+            ],
+        )
+    };
+    let rejected = send("alice@fail.example", "127.0.0.9", "spf fail");
+    let reply = rejected.reply("550").unwrap_or_else(|| panic!("no 550 in:\n{}", rejected.transcript));
+    assert!(
+        reply.contains(
+            "550 5.7.23 SPF fail: domain of alice@fail.example does not designate 127.0.0.9 as permitted sender"
+        ),
+        "{reply}"
+    );
+
+    let first = send("news@pool.example", "127.0.0.5", "first");
+    let started = Instant::now();
+    assert!(first.reply("451").is_some_and(|r| r.contains("451 4.7.1 Greylisted")), "{}", first.transcript);
+    wait_until(started, Duration::from_millis(2200));
+    // The retry comes from another /24 (127.0.1.0/24).
+    let retry = send("news@pool.example", "127.0.1.5", "retry");
+    assert!(retry.delivered(), "{}", retry.transcript);
+    let message = &mx.wait_messages(1)[0];
+    assert!(message.lines().any(|l| l.starts_with("X-Greylist: delayed ")), "{message}");
+    assert!(
+        message.contains("Received-SPF: pass (gw.test: domain of news@pool.example designates 127.0.1.5 as permitted sender) client-ip=127.0.1.5;"),
+        "{message}"
+    );
+}
