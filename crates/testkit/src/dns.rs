@@ -37,6 +37,8 @@ struct Zone {
     records: HashMap<String, Vec<(RecordType, RData, u32)>>,
     faults: HashMap<String, Fault>,
     queries: HashMap<String, usize>,
+    /// Answer for TXT questions about names without records.
+    default_txt: Option<String>,
     ttl: u32,
     negative_ttl: u32,
 }
@@ -79,7 +81,17 @@ pub fn reverse_name(ip: IpAddr) -> String {
 impl DnsServer {
     /// Bind UDP and TCP on one free port of 127.0.0.1 and start serving.
     pub fn start() -> DnsServer {
-        let (udp, tcp) = bind_pair();
+        DnsServer::serve(bind_pair())
+    }
+
+    /// Serve on 127.0.0.1:`port` (UDP and TCP), for a standalone server.
+    pub fn start_on(port: u16) -> std::io::Result<DnsServer> {
+        let udp = UdpSocket::bind(("127.0.0.1", port))?;
+        let tcp = TcpListener::bind(("127.0.0.1", port))?;
+        Ok(DnsServer::serve((udp, tcp)))
+    }
+
+    fn serve((udp, tcp): (UdpSocket, TcpListener)) -> DnsServer {
         let addr = udp.local_addr().expect("udp address");
         let zone = Arc::new(Mutex::new(Zone { ttl: 300, negative_ttl: 300, ..Zone::default() }));
         let stop = Arc::new(AtomicBool::new(false));
@@ -154,6 +166,13 @@ impl DnsServer {
     /// `host` → `ip` and `ip` → `host`: forward-confirmed reverse DNS.
     pub fn host(&self, host: &str, ip: IpAddr) -> &Self {
         self.addr_record(host, ip).ptr(ip, host)
+    }
+
+    /// Answer every TXT question about a name without records with
+    /// `text` (a catch-all SPF record for load tests).
+    pub fn default_txt(&self, text: &str) -> &Self {
+        self.zone.lock().unwrap().default_txt = Some(text.to_owned());
+        self
     }
 
     /// Queries for `name` are read and never answered.
@@ -245,6 +264,10 @@ fn answer(zone: &Mutex<Zone>, query: &[u8], max_len: usize) -> Option<Vec<u8>> {
         Record::from_rdata(origin, zone.negative_ttl, RData::SOA(data))
     };
     match zone.records.get(&name) {
+        None if q.query_type() == RecordType::TXT && zone.default_txt.is_some() => {
+            let text = zone.default_txt.clone().unwrap_or_default();
+            response.add_answer(Record::from_rdata(q.name().clone(), zone.ttl, RData::TXT(TXT::new(vec![text]))));
+        }
         None => {
             response.metadata.response_code = ResponseCode::NXDomain;
             response.add_authority(soa());
