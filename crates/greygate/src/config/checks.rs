@@ -416,3 +416,71 @@ pub fn scoring(raw: &RawChecks) -> Result<Scoring> {
     let reject_reply = ReplyTemplate::parse(&raw.reject_reply, ReplyClass::Permanent).context("checks.reject_reply")?;
     Ok(Scoring { reject: raw.reject_score, greylist: raw.greylist_score, reject_reply })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(toml: &str) -> Result<ChecksConfig> {
+        let raw: crate::config::RawConfig = toml::from_str(toml)?;
+        scoring(&raw.checks)?;
+        ChecksConfig::from_raw(&raw.dns, &raw.checks, "mx.test")
+    }
+
+    #[test]
+    fn everything_is_off_by_default() {
+        let c = load("").unwrap();
+        assert!(!c.uses_dns() && c.helo.is_none() && c.lists.is_empty());
+        assert!(c.dns.nameservers.is_empty());
+    }
+
+    #[test]
+    fn valid_sections_become_check_settings() {
+        let c = load(
+            r#"
+            [dns]
+            nameservers = ["127.0.0.1:5353", "::1", "192.0.2.53"]
+            on_failure = "defer"
+            [checks.spf]
+            enabled = true
+            permerror = "reject"
+            [checks.helo]
+            enabled = true
+            own_names = ["[192.0.2.25]"]
+            [[checks.dnsbl]]
+            zone = "Zen.Example."
+            values = ["127.0.0.2", "127.0.0.4/30"]
+            [[checks.dnswl]]
+            zone = "wl.example"
+            skip_greylisting = false
+            "#,
+        )
+        .unwrap();
+        let ns: Vec<String> = c.dns.nameservers.iter().map(|a| a.to_string()).collect();
+        assert_eq!(ns, ["127.0.0.1:5353", "[::1]:53", "192.0.2.53:53"]);
+        assert_eq!(c.dns.on_failure, OnDnsFailure::defer());
+        let (spf, _) = c.spf.unwrap();
+        assert_eq!((spf.permerror, spf.fail, spf.hostname.as_str()), (SpfAction::Reject, SpfAction::Reject, "mx.test"));
+        assert_eq!(c.helo.unwrap().own_names, ["mx.test", "[192.0.2.25]"]);
+        let zones: Vec<_> =
+            c.lists.iter().map(|z| (z.zone.as_str(), z.weight, z.values.len(), z.skip_greylisting)).collect();
+        assert_eq!(zones, [("zen.example", 5.0, 2, false), ("wl.example", -5.0, 0, false)]);
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        for (toml, want) in [
+            ("[dns]\nnameservers = [\"resolver.example\"]", "dns.nameservers: \"resolver.example\""),
+            ("[dns]\ntimeout = 0", "dns.timeout must be more than zero"),
+            ("[[checks.dnsbl]]\nzone = \"not a zone\"", "checks.dnsbl: zone \"not a zone\""),
+            ("[[checks.dnsbl]]\nzone = \"bl.example\"\nvalues = [\"127.0.0.300\"]", "value \"127.0.0.300\""),
+            ("[checks]\ngreylist_score = 11", "checks.greylist_score (11) must not be above checks.reject_score (10)"),
+            ("[checks.rdns]\nenabled = true\ndynamic_patterns = [\"(\"]", "checks.rdns.dynamic_patterns"),
+            ("[checks.spf]\nfail = \"bounce\"", "unknown variant `bounce`"),
+            ("[checks]\nreject_reply = \"451 4.7.1 not permanent\"", "checks.reject_reply"),
+        ] {
+            let error = format!("{:#}", load(toml).unwrap_err());
+            assert!(error.contains(want), "{toml}: {error}");
+        }
+    }
+}

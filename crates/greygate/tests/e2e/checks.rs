@@ -56,11 +56,18 @@ fn spf_results_act_and_a_pool_retry_from_another_network_passes() {
 
     // The first attempt of an SPF-passing sender is deferred all the same.
     let first = Instant::now();
+    let to_carol =
+        |client: &str, instance: &str| rcpt_request(client, "news@pool.example", "carol@example.net", instance);
     assert!(ask(&mut c, "192.0.2.10", "news@pool.example", "p.1").starts_with("DEFER_IF_PERMIT 4.7.1 Greylisted"));
-    // The retry comes from the other /24 of the pool: the same triplet.
+    assert!(c.ask(&to_carol("192.0.2.10", "p.1")).starts_with("DEFER_IF_PERMIT 4.7.1 Greylisted"));
+    // The retry comes from the other /24 of the pool: the same triplets.
+    // Postfix takes one header per reply: the first recipient prepends
+    // X-Greylist, the second the message's Received-SPF.
     wait_until(first, Duration::from_millis(1100));
     let retry = ask(&mut c, "198.51.100.20", "news@pool.example", "p.2");
     assert!(retry.starts_with("PREPEND X-Greylist: delayed "), "{retry}");
+    let second = c.ask(&to_carol("198.51.100.20", "p.2"));
+    assert!(second.starts_with("PREPEND Received-SPF: pass (mx.test: "), "{second}");
     // Later messages pass, and carry Received-SPF.
     assert_eq!(
         ask(&mut c, "198.51.100.21", "news@pool.example", "p.3"),
@@ -329,4 +336,24 @@ fn the_proxy_rejects_spf_fail_and_inserts_received_spf_on_the_pool_retry() {
         message.contains("Received-SPF: pass (gw.test: domain of news@pool.example designates 127.0.1.5 as permitted sender) client-ip=127.0.1.5;"),
         "{message}"
     );
+}
+
+#[test]
+fn sighup_switches_the_checks_on_without_dropping_connections() {
+    use greygate_testkit::greygate::message;
+    use nix::sys::signal::Signal;
+    let dns = spf_zone();
+    let (_dir, g) = server("");
+    let mut c = PolicyClient::connect(g.addr());
+    assert!(ask(&mut c, "192.0.2.10", "alice@fail.example", "i").starts_with("DEFER_IF_PERMIT 4.7.1 Greylisted"));
+    let base = std::fs::read_to_string(&g.config).unwrap();
+    std::fs::write(&g.config, format!("{base}\n{}[checks.spf]\nenabled = true\n", dns_section(&dns))).unwrap();
+    g.signal(Signal::SIGHUP);
+    g.wait_log("the reload", |v| message(v) == Some("SIGHUP: config and lists reloaded"));
+    assert!(ask(&mut c, "192.0.2.10", "alice@fail.example", "i").starts_with("550 5.7.23 SPF fail"));
+    // A broken check section is refused and the running checks stay.
+    std::fs::write(&g.config, format!("{base}\n[[checks.dnsbl]]\nzone = \"not a zone\"\n")).unwrap();
+    g.signal(Signal::SIGHUP);
+    g.wait_log("the refusal", |v| message(v) == Some("SIGHUP: config not reloaded; keeping the running one"));
+    assert!(ask(&mut c, "192.0.2.10", "alice@fail.example", "i").starts_with("550 5.7.23 SPF fail"));
 }
