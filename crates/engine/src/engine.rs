@@ -2,7 +2,11 @@
 //!
 //! Order: stage → trusted networks → authenticated → blacklist →
 //! whitelist → rules → checks → greylisting store. The first step that
-//! decides ends the pipeline. [`Engine::explain`] runs the very same code
+//! decides ends the pipeline. Checks decide in this order: a check's own
+//! refusal (SPF fail), the total score against [`Scoring`] (reject, or
+//! skip greylisting when low, unless a check insists on greylisting), a
+//! check's skip (DNSWL); a retry identity from a check (SPF pass) replaces
+//! the client network in the key. [`Engine::explain`] runs the very same code
 //! with a trace and a read-only store lookup, so it cannot drift from what
 //! [`Engine::decide`] does.
 //!

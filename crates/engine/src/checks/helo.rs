@@ -57,8 +57,8 @@ pub fn valid_hostname(name: &str) -> bool {
         && !labels[labels.len() - 1].bytes().all(|b| b.is_ascii_digit())
 }
 
-/// The address in an address literal, `None` when it is not one.
-/// `Some(Err(()))`-like cases (brackets around garbage) give `Some(None)`.
+/// `None` when `helo` is not an address literal; `Some(None)` for brackets
+/// around something that is not an address; `Some(Some(ip))` otherwise.
 fn literal(helo: &str) -> Option<Option<IpAddr>> {
     let inner = helo.strip_prefix('[')?.strip_suffix(']')?;
     let inner = inner.strip_prefix("IPv6:").or_else(|| inner.strip_prefix("ipv6:")).unwrap_or(inner);
