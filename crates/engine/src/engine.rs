@@ -2,7 +2,11 @@
 //!
 //! Order: stage → trusted networks → authenticated → blacklist →
 //! whitelist → rules → checks → greylisting store. The first step that
-//! decides ends the pipeline. [`Engine::explain`] runs the very same code
+//! decides ends the pipeline. Checks decide in this order: a check's own
+//! refusal (SPF fail), the total score against [`Scoring`] (reject, or
+//! skip greylisting when low, unless a check insists on greylisting), a
+//! check's skip (DNSWL); a retry identity from a check (SPF pass) replaces
+//! the client network in the key. [`Engine::explain`] runs the very same code
 //! with a trace and a read-only store lookup, so it cannot drift from what
 //! [`Engine::decide`] does.
 //!
@@ -53,6 +57,35 @@ pub struct Policy {
     pub hostname: String,
     /// On store failure: accept (`true`) or defer (`false`).
     pub fail_open: bool,
+    /// Thresholds on the checks' total score.
+    pub scoring: Scoring,
+}
+
+/// Thresholds on the sum of the checks' scores (DNSBL weights, reverse
+/// DNS, HELO). Applied only when checks are configured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scoring {
+    /// At or above: refuse permanently, naming the checks that scored.
+    pub reject: f64,
+    /// Below: accept without greylisting (selective greylisting); at or
+    /// above: greylist. `-inf` greylists everyone.
+    pub greylist: f64,
+    /// The refusal; the scoring checks are appended to its text.
+    pub reject_reply: ReplyTemplate,
+}
+
+impl Default for Scoring {
+    fn default() -> Self {
+        Scoring {
+            reject: f64::INFINITY,
+            greylist: f64::NEG_INFINITY,
+            reject_reply: ReplyTemplate::parse(
+                "554 5.7.1 Service unavailable; client {client} refused",
+                crate::template::ReplyClass::Permanent,
+            )
+            .expect("valid built-in reply"),
+        }
+    }
 }
 
 /// What `explain` shows besides the verdict.
@@ -343,8 +376,41 @@ impl Engine {
             }
         }
         trace.with(|t| t.checks = results.clone());
+        let mut low_score = None;
+        if !results.is_empty() {
+            let total: f64 = results.iter().map(|r| r.score).sum();
+            let scoring = &policy.scoring;
+            trace.note("score", || format!("{total} (reject at {}, greylist at {})", scoring.reject, scoring.greylist));
+            if total >= scoring.reject {
+                let named: Vec<String> =
+                    results.iter().filter(|r| r.score > 0.0).map(|r| format!("{} ({:+})", r.check, r.score)).collect();
+                let named = named.join(", ");
+                let mut reply = scoring.reject_reply.render(&vars);
+                reply.text = format!("{}: {named}", reply.text);
+                let reason = Reason::Check {
+                    check: "score".into(),
+                    result: "reject".into(),
+                    detail: format!("total {total} at or above {}: {named}", scoring.reject),
+                };
+                let verdict = Verdict { action: Action::Reject(reply), headers: Vec::new(), reason, learning: false };
+                return learn(verdict, settings.learning);
+            }
+            if total < scoring.greylist {
+                low_score = Some(Reason::Check {
+                    check: "score".into(),
+                    result: "low".into(),
+                    detail: format!("total {total} below the greylisting threshold {}", scoring.greylist),
+                });
+            }
+        }
         if let Some(r) = skip.filter(|_| !force) {
             let mut verdict = Verdict::accept(check_reason(r));
+            verdict.headers = check_headers;
+            return verdict;
+        }
+
+        if let Some(reason) = low_score.filter(|_| !force) {
+            let mut verdict = Verdict::accept(reason);
             verdict.headers = check_headers;
             return verdict;
         }

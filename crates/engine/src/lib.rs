@@ -9,6 +9,8 @@
 //! - [`lists`]: trusted networks, whitelists, blacklists (postgrey formats).
 //! - [`rules`]: per-client/sender/recipient overrides of the settings.
 //! - [`check`]: the interface for checks (SPF, DNSBL, ...).
+//! - [`checks`]: the sender checks themselves: SPF, DNS lists, reverse
+//!   DNS, HELO; [`dns`]: the resolver trait they look things up with.
 //! - [`template`]: configurable replies and headers.
 //! - [`engine`]: the pipeline that puts them together.
 //!
@@ -18,6 +20,8 @@
 
 pub mod address;
 pub mod check;
+pub mod checks;
+pub mod dns;
 pub mod engine;
 pub mod facts;
 pub mod lists;
@@ -27,7 +31,7 @@ pub mod template;
 pub mod verdict;
 
 pub use check::{Check, CheckResult, Effect};
-pub use engine::{Engine, Explanation, Policy, StaticEntry, Trace};
+pub use engine::{Engine, Explanation, Policy, Scoring, StaticEntry, Trace};
 pub use facts::{Facts, Stage};
 pub use rules::{Overrides, RuleSpec, Rules, Settings};
 pub use template::{Reply, ReplyClass, ReplyTemplate, Template};

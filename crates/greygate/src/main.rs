@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod checks;
 mod cli;
 mod config;
 mod logging;

@@ -12,12 +12,15 @@
 //! - [`haproxy`]: haproxy sending the PROXY protocol.
 //! - [`certs`]: a self-signed test certificate.
 //! - [`scanners`]: clamd (EICAR test signature) and spamd (GTUBE).
+//! - [`dns`]: an in-process DNS server on 127.0.0.1 (TXT, A, AAAA, PTR,
+//!   NXDOMAIN, timeouts) for SPF, DNSBL and reverse-DNS tests.
 //!
 //! Processes are stopped by the PID the helper started, never by name.
 //! Nothing here sleeps a fixed time: waits poll a condition up to a
 //! deadline.
 
 pub mod certs;
+pub mod dns;
 pub mod fake_mta;
 pub mod greygate;
 pub mod haproxy;

@@ -40,6 +40,7 @@ fn policy(rules: &[RuleSpec], lists: &[(ListKind, ListTarget, &str)]) -> Policy 
         header: Some(Template::parse("X-Greylist: delayed {delayed} seconds by greygate at {host}; {date}").unwrap()),
         hostname: "mx.test".into(),
         fail_open: true,
+        scoring: Default::default(),
     }
 }
 
@@ -310,5 +311,124 @@ fn auto_whitelisting_through_the_engine() {
     assert_eq!((v.action, v.reason.kind()), (Action::Accept, "auto_whitelisted"));
     // Only the exact address is whitelisted, not its network.
     let v = block_on(e.decide(&facts("192.0.2.11", "someone-new@b", "r@x"), 3 * HOUR));
+    assert_eq!(v.reason.kind(), "new");
+}
+
+/// A check that only scores.
+struct Scored(&'static str, f64, Effect);
+
+#[async_trait]
+impl Check for Scored {
+    fn name(&self) -> &str {
+        self.0
+    }
+
+    async fn check(&self, _facts: &Facts) -> CheckResult {
+        CheckResult { score: self.1, effect: self.2.clone(), ..CheckResult::neutral(self.0, "listed") }
+    }
+}
+
+fn scored(reject: f64, greylist: f64, checks: Vec<Scored>) -> Engine {
+    let mut p = policy(&[], &[]);
+    p.scoring.reject = reject;
+    p.scoring.greylist = greylist;
+    let e = engine(p);
+    e.set_checks(checks.into_iter().map(|c| Arc::new(c) as Arc<dyn Check>).collect());
+    e
+}
+
+#[test]
+fn scores_add_up_to_a_rejection_naming_the_lists() {
+    let e = scored(
+        6.0,
+        0.0,
+        vec![
+            Scored("dnsbl a.test", 4.0, Effect::None),
+            Scored("dnsbl b.test", 0.0, Effect::None),
+            Scored("rdns", 2.0, Effect::None),
+        ],
+    );
+    let v = block_on(e.decide(&facts("192.0.2.1", "a@b", "r@x"), 0));
+    let Action::Reject(reply) = &v.action else { panic!("{v:?}") };
+    assert_eq!(
+        reply.to_string(),
+        "554 5.7.1 Service unavailable; client 192.0.2.1 refused: dnsbl a.test (+4), rdns (+2)"
+    );
+    assert_eq!(v.reason.to_string(), "score reject: total 6 at or above 6: dnsbl a.test (+4), rdns (+2)");
+    assert_eq!(e.take_counters(), [("check".to_owned(), 1)]);
+
+    // Below the threshold: greylisted as usual.
+    let e = scored(6.1, 0.0, vec![Scored("dnsbl a.test", 4.0, Effect::None), Scored("rdns", 2.0, Effect::None)]);
+    assert_eq!(block_on(e.decide(&facts("192.0.2.1", "a@b", "r@x"), 0)).reason.kind(), "new");
+}
+
+#[test]
+fn a_low_score_skips_greylisting_unless_a_check_insists() {
+    // Selective greylisting: only clients scoring 1 or more are greylisted.
+    let e = scored(10.0, 1.0, vec![Scored("rdns", 0.5, Effect::None)]);
+    let v = block_on(e.decide(&facts("192.0.2.1", "a@b", "r@x"), 0));
+    assert_eq!(
+        (v.action.name(), v.reason.to_string()),
+        ("accept", "score low: total 0.5 below the greylisting threshold 1".into())
+    );
+    let e = scored(10.0, 1.0, vec![Scored("rdns", 1.0, Effect::None)]);
+    assert_eq!(block_on(e.decide(&facts("192.0.2.1", "a@b", "r@x"), 0)).reason.kind(), "new");
+    // SPF softfail says "greylist" whatever the score.
+    let e = scored(10.0, 1.0, vec![Scored("rdns", 0.0, Effect::None), Scored("spf", 0.0, Effect::Greylist)]);
+    assert_eq!(block_on(e.decide(&facts("192.0.2.1", "a@b", "r@x"), 0)).reason.kind(), "new");
+    // A DNSWL listing with a negative weight skips greylisting.
+    let e = scored(10.0, 0.0, vec![Scored("dnswl w.test", -5.0, Effect::SkipGreylisting)]);
+    let v = block_on(e.decide(&facts("192.0.2.1", "a@b", "r@x"), 0));
+    assert_eq!((v.action.name(), v.reason.kind()), ("accept", "check"));
+    // Learning mode turns a score rejection into acceptance.
+    let mut p = policy(&[], &[]);
+    p.defaults.learning = true;
+    p.scoring.reject = 1.0;
+    let e = engine(p);
+    e.set_checks(vec![Arc::new(Scored("dnsbl a.test", 5.0, Effect::None))]);
+    let v = block_on(e.decide(&facts("192.0.2.1", "a@b", "r@x"), 0));
+    assert_eq!((v.action.name(), v.learning), ("accept", true));
+}
+
+/// SPF passes for every sender of `example.org`.
+struct PassingSpf;
+
+#[async_trait]
+impl crate::checks::SpfVerifier for PassingSpf {
+    async fn verify(&self, _ip: IpAddr, _helo: &str, sender: &str) -> crate::checks::SpfOutcome {
+        let pass = sender.ends_with("@example.org");
+        crate::checks::SpfOutcome {
+            result: if pass { crate::checks::SpfResult::Pass } else { crate::checks::SpfResult::SoftFail },
+            domain: crate::address::domain_of(sender).unwrap_or("").into(),
+            explanation: None,
+        }
+    }
+}
+
+#[test]
+fn a_sender_pool_with_spf_pass_is_recognised_from_another_network() {
+    let e = engine(policy(&[], &[]));
+    let spf = crate::checks::SpfPolicy { hostname: "mx.test".into(), ..Default::default() };
+    e.set_checks(vec![Arc::new(crate::checks::SpfCheck::new(Arc::new(PassingSpf), spf))]);
+
+    // The first attempt is deferred all the same.
+    let v = block_on(e.decide(&facts("192.0.2.1", "news+tag@example.org", "r@x"), 0));
+    let Reason::Greylist { outcome: Outcome::New, key } = &v.reason else { panic!("{v:?}") };
+    assert_eq!(key.to_string(), "spf:example.org/news@example.org/r@x");
+    // Too soon from anywhere in the pool.
+    let v = block_on(e.decide(&facts("203.0.113.9", "news@example.org", "r@x"), 100));
+    assert_eq!(v.reason.kind(), "too_soon");
+    // The retry comes from another /24 and passes.
+    let v = block_on(e.decide(&facts("198.51.100.7", "news@example.org", "r@x"), 400));
+    assert_eq!(v.reason.kind(), "first_pass");
+    assert!(v.headers[0].starts_with("X-Greylist: delayed 400 seconds"), "{:?}", v.headers);
+    assert!(
+        v.headers[1].starts_with("Received-SPF: pass (mx.test: domain of news@example.org designates 198.51.100.7")
+    );
+
+    // Without SPF pass the network still keys the triplet: another /24 is new.
+    let v = block_on(e.decide(&facts("192.0.2.1", "x@other.example", "r@x"), 0));
+    assert_eq!(v.reason.kind(), "new");
+    let v = block_on(e.decide(&facts("198.51.100.7", "x@other.example", "r@x"), 400));
     assert_eq!(v.reason.kind(), "new");
 }

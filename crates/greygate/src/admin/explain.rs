@@ -17,7 +17,8 @@ use crate::config::Config;
 use crate::config::duration::Human;
 
 pub async fn run(args: ExplainArgs, store: Arc<dyn Store>, config: &Config) -> Result<ExitCode> {
-    let engine = Engine::new(store, config.policy()?, Vec::new())?;
+    let checks = crate::checks::build(&config.checks()?)?;
+    let engine = Engine::new(store, config.policy()?, checks)?;
     engine.refresh_lists().await?;
     let sender = if args.sender == "<>" { String::new() } else { args.sender.clone() };
     let facts = Facts {
@@ -29,7 +30,7 @@ pub async fn run(args: ExplainArgs, store: Arc<dyn Store>, config: &Config) -> R
         ..Facts::new(Stage::Rcpt, args.client_ip)
     };
     let x = engine.explain(&facts, crate::serve::unix_now()).await;
-    let mut prepended = None;
+    let mut prepended = crate::serve::policy::Prepended::default();
     let answer = crate::serve::policy::encode(&x.verdict, config.policy.defer_action, None, &mut prepended);
     let reply = match &x.verdict.action {
         Action::Accept => None,

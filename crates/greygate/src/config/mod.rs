@@ -5,6 +5,7 @@
 //! [`Policy`] happens in [`Config::policy`], which SIGHUP calls again, so
 //! file lists reload with the config. Nothing here reads the environment.
 
+pub mod checks;
 pub mod duration;
 pub mod proxy;
 pub mod raw;
@@ -155,6 +156,8 @@ impl Config {
             }
         }
         let proxy = ProxyConfig::from_raw(&raw.proxy, &raw.scan, &host_or_system(&raw.greylist.hostname))?;
+        checks::ChecksConfig::from_raw(&raw.dns, &raw.checks, &host_or_system(&raw.greylist.hostname))?;
+        checks::scoring(&raw.checks)?;
         Ok(Config {
             file,
             proxy,
@@ -247,7 +250,13 @@ impl Config {
             header,
             hostname,
             fail_open: raw.store.fail_mode == FailMode::Open,
+            scoring: checks::scoring(&raw.checks)?,
         })
+    }
+
+    /// The validated `[dns]` and `[checks]` sections.
+    pub fn checks(&self) -> Result<checks::ChecksConfig> {
+        checks::ChecksConfig::from_raw(&self.raw.dns, &self.raw.checks, &self.hostname())
     }
 
     /// `greylist.hostname`, or the system's host name when empty.

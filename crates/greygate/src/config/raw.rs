@@ -24,6 +24,10 @@ pub struct RawConfig {
     pub scan: super::scan::RawScan,
     pub log: RawLog,
     pub server: RawServer,
+    /// The resolver the sender checks use.
+    pub dns: super::checks::RawDns,
+    /// Sender checks: SPF, DNS lists, reverse DNS, HELO; score thresholds.
+    pub checks: super::checks::RawChecks,
     /// Overrides per client, sender or recipient (`[[rule]]` tables).
     #[serde(rename = "rule", skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<RawRule>,

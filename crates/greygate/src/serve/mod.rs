@@ -56,7 +56,8 @@ pub async fn run(config: Config) -> Result<()> {
     }
 
     let store = crate::store::open(&config.store, crate::store::Role::Server)?;
-    let engine = Arc::new(Engine::new(store.clone(), config.policy()?, Vec::new()).context("cannot build the lists")?);
+    let checks = crate::checks::build(&config.checks()?).context("cannot set up the sender checks")?;
+    let engine = Arc::new(Engine::new(store.clone(), config.policy()?, checks).context("cannot build the lists")?);
     if let Err(error) = engine.refresh_lists().await {
         tracing::warn!(%error, "cannot load lists from the store; will keep trying");
     }
@@ -149,10 +150,18 @@ fn reload(current: &mut Config, engine: &Engine, ctx: &PolicyContext, proxy_ctx:
         );
         return;
     }
+    let checks = match config.checks().and_then(|c| crate::checks::build(&c)) {
+        Ok(checks) => checks,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "SIGHUP: checks not rebuilt; keeping the running config");
+            return;
+        }
+    };
     if let Err(error) = engine.set_policy(policy) {
         tracing::error!(%error, "SIGHUP: lists not reloaded; keeping the running config");
         return;
     }
+    engine.set_checks(checks);
     for (what, changed) in [
         ("store", config.raw.store != current.raw.store),
         ("policy.listen", config.raw.policy.listen != current.raw.policy.listen),

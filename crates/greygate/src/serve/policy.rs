@@ -35,7 +35,7 @@ pub async fn serve(mut stream: Box<dyn Stream>, peer: String, ctx: Arc<PolicyCon
     let mut decoder = Decoder::new(ctx.config.load().limits);
     let mut out = Vec::with_capacity(512);
     // postgrey's rule: one X-Greylist header per message (instance).
-    let mut prepended_instance: Option<String> = None;
+    let mut prepended_instance = Prepended::default();
     loop {
         loop {
             match decoder.decode(&mut buf) {
@@ -91,7 +91,7 @@ pub async fn serve(mut stream: Box<dyn Stream>, peer: String, ctx: Arc<PolicyCon
 }
 
 /// Decide on one request and turn the verdict into a policy action.
-async fn answer(ctx: &PolicyContext, peer: &str, req: &Request, prepended: &mut Option<String>) -> policy::Action {
+async fn answer(ctx: &PolicyContext, peer: &str, req: &Request, prepended: &mut Prepended) -> policy::Action {
     let Some(ip) = req.get(Attr::ClientAddress).and_then(|a| a.parse::<IpAddr>().ok()) else {
         let client_address = req.get(Attr::ClientAddress);
         tracing::warn!(frontend = "policy", %peer, ?client_address, "request without a usable client_address; answering DUNNO");
@@ -121,24 +121,37 @@ pub fn facts(req: &Request, ip: IpAddr) -> Facts {
     }
 }
 
-/// Verdict → policy action. A header is prepended once per message
-/// (`instance`); Postfix takes one action per reply, so only the first
-/// header can be sent.
+/// The header names already prepended to one message (Postfix
+/// `instance`).
+#[derive(Debug, Default)]
+pub struct Prepended {
+    instance: Option<String>,
+    names: Vec<String>,
+}
+
+/// Verdict → policy action. Postfix takes one action per reply, so each
+/// accepted recipient can prepend one header: the first of the verdict's
+/// headers whose name this message (`instance`) has not had yet. So a
+/// message gets one X-Greylist header, and with two or more recipients
+/// also its Received-SPF; a one-recipient first retry carries only
+/// X-Greylist.
 pub fn encode(
     verdict: &Verdict,
     defer: DeferAction,
     instance: Option<&str>,
-    prepended: &mut Option<String>,
+    prepended: &mut Prepended,
 ) -> policy::Action {
     match &verdict.action {
         Action::Accept => {
-            let Some(header) = verdict.headers.first() else {
+            if instance.is_none() || prepended.instance.as_deref() != instance {
+                prepended.instance = instance.map(str::to_owned);
+                prepended.names.clear();
+            }
+            let name = |h: &str| h.split(':').next().unwrap_or("").trim().to_ascii_lowercase();
+            let Some(header) = verdict.headers.iter().find(|h| !prepended.names.contains(&name(h))) else {
                 return policy::Action::Dunno;
             };
-            if instance.is_some() && prepended.as_deref() == instance {
-                return policy::Action::Dunno;
-            }
-            *prepended = instance.map(str::to_owned);
+            prepended.names.push(name(header));
             policy::Action::Prepend(header.clone())
         }
         Action::Defer(reply) => match defer {

@@ -9,8 +9,11 @@
 //! - `proxy_faults`: upstream failures, limits, bad clients.
 //! - `proxy_tls`: STARTTLS on both legs, injection, reload, AUTH.
 //! - `proxy_scan`: content scanning with real clamd and spamd.
+//! - `checks`: SPF, DNS lists, reverse DNS, HELO (DNS from the in-process
+//!   server), through the policy protocol and real Postfix.
 
 mod admin;
+mod checks;
 mod lifecycle;
 mod policy;
 mod postfix;
