@@ -11,8 +11,10 @@
 //! - [`smtp`]: the SMTP proxy's server session, data phase, replies and
 //!   upstream helpers.
 //! - [`proxy_protocol`]: HAProxy's PROXY protocol header (v1 and v2).
+//! - [`qmail`]: qmail's greylisting datagrams (greydaemon's UDP format).
 #![forbid(unsafe_code)]
 
 pub mod policy;
 pub mod proxy_protocol;
+pub mod qmail;
 pub mod smtp;
