@@ -194,13 +194,5 @@ impl fmt::Display for Reply {
     }
 }
 
-/// greydaemon's bounce rule: a null-sender message to a recipient that
-/// matches `/-.*=/` (a VERP return address such as
-/// `list-bounces-bob=example.net@lists.example.org`) is a bounce to a
-/// mailing list and is accepted at once.
-pub fn is_verp_bounce(sender: &str, recipient: &str) -> bool {
-    (sender.is_empty() || sender == "<>") && recipient.find('-').is_some_and(|dash| recipient[dash + 1..].contains('='))
-}
-
 #[cfg(test)]
 mod tests;

@@ -114,12 +114,3 @@ fn replies_have_greydaemons_codes() {
     assert_eq!(Reply::decode(&[1]), None);
     assert_eq!(Reply::Stale.to_string(), "0003");
 }
-
-#[test]
-fn verp_bounce_rule() {
-    assert!(is_verp_bounce("", "list-bounces-bob=example.net@lists.example"));
-    assert!(is_verp_bounce("<>", "a-=@b"));
-    assert!(!is_verp_bounce("x@y", "list-bounces-bob=example.net@lists.example"));
-    assert!(!is_verp_bounce("", "bob@example.net"));
-    assert!(!is_verp_bounce("", "a=b-c@d"), "the '=' must follow a '-'");
-}
