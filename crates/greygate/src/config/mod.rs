@@ -7,6 +7,7 @@
 
 pub mod duration;
 pub mod proxy;
+pub mod qmail;
 pub mod raw;
 
 use std::fmt;
@@ -22,6 +23,7 @@ use greygate_proto::policy::Limits;
 use greygate_store::{ListKind, ListTarget, Timers};
 
 pub use proxy::ProxyConfig;
+pub use qmail::QmailConfig;
 pub use raw::{Backend, DeferAction, FailMode, LogFormat, RawConfig, Synchronous};
 
 /// greygate's built-in whitelist of big senders that retry from pools.
@@ -86,6 +88,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub policy: PolicyConfig,
     pub proxy: ProxyConfig,
+    pub qmail: QmailConfig,
 }
 
 fn host_or_system(configured: &str) -> String {
@@ -154,9 +157,11 @@ impl Config {
             }
         }
         let proxy = ProxyConfig::from_raw(&raw.proxy, &host_or_system(&raw.greylist.hostname))?;
+        let qmail = QmailConfig::from_raw(&raw.qmail)?;
         Ok(Config {
             file,
             proxy,
+            qmail,
             store: StoreConfig {
                 backend: s.backend,
                 path: s.path.clone(),

@@ -20,6 +20,7 @@ pub struct RawConfig {
     pub replies: RawReplies,
     pub policy: RawPolicy,
     pub proxy: super::proxy::RawProxy,
+    pub qmail: super::qmail::RawQmail,
     pub log: RawLog,
     pub server: RawServer,
     /// Overrides per client, sender or recipient (`[[rule]]` tables).
