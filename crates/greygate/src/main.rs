@@ -44,7 +44,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let mut raw = Config::read_raw(cli.config.as_deref())?;
     let serving = matches!(cli.command, Command::Serve | Command::Greydaemon(_));
     let greydaemon = match &cli.command {
-        Command::Greydaemon(args) => Some(greydaemon::configure(&mut raw, args, cli.config.is_some())?),
+        Command::Greydaemon(args) => Some(greydaemon::configure(&mut raw, args)?),
         _ => None,
     };
     // Admin commands print their results; only warnings go to the log.

@@ -12,11 +12,14 @@
 //! `-m`, `-g`, `-t`, the whitelist file's ranges as client whitelist
 //! entries, the save file imported at start and written back
 //! ([`savefile`]), and the switch to `-u` after binding ([`privileges`]).
-//! Without `--config`, nothing else is on: no policy server, no trusted
-//! networks, no built-in or recipient whitelists, exact-address keys (as
-//! greydaemon keys), and the store in `savefile.db`. With `--config`, the
-//! file's store, lists, keys, rules and other front ends are kept, so the
-//! qmail front end can share a store with the others.
+//! Nothing else is on unless a `--config` file asks for it: each of the
+//! sections `[policy]`, `[lists]`, `[store]`, `[greylist]` and `[qmail]`
+//! that the file leaves at its defaults takes greydaemon's instead: no
+//! policy server; no trusted networks, built-in or recipient whitelists;
+//! the store in `savefile.db`; exact-address keys (as greydaemon keys) and
+//! no header; datagrams answered from any address. A section the file sets
+//! is used as written, so the qmail front end can share a store, lists and
+//! keys with the other front ends.
 
 pub mod privileges;
 pub mod savefile;
@@ -115,9 +118,9 @@ pub fn listen_addr(arg: &str) -> Result<SocketAddr> {
         .with_context(|| format!("{host:?} has no IPv4 address"))
 }
 
-/// Turn greydaemon's arguments into greygate's configuration.
-/// `from_file` tells whether `raw` came from `--config`.
-pub fn configure(raw: &mut RawConfig, args: &GreydaemonArgs, from_file: bool) -> Result<Extras> {
+/// Turn greydaemon's arguments into greygate's configuration; `raw` is
+/// the `--config` file, or the default.
+pub fn configure(raw: &mut RawConfig, args: &GreydaemonArgs) -> Result<Extras> {
     let delay = seconds(or_default(args.delay_minutes, 5.0, "-m")? * 60.0);
     let window = seconds(or_default(args.window_hours, 12.0, "-g")? * 3600.0);
     let known = seconds(or_default(args.known_days, 7.0, "-t")? * 86400.0);
@@ -125,23 +128,32 @@ pub fn configure(raw: &mut RawConfig, args: &GreydaemonArgs, from_file: bool) ->
     ensure!(delay < window, "-m ({} min) must be shorter than -g", delay.as_secs() / 60);
     let listen = listen_addr(&args.listen)?;
 
-    raw.qmail.listen = vec![listen.to_string()];
-    raw.qmail.mode = QmailMode::Greydaemon;
-    let g = &mut raw.greylist;
-    (g.delay, g.retry_window, g.pass_lifetime) = (Human(delay), Human(window), Human(known));
-    if !from_file {
+    let defaults = RawConfig::default();
+    if raw.policy == defaults.policy {
         raw.policy.listen.clear();
+    }
+    if raw.qmail == defaults.qmail {
         raw.qmail.allow_from = vec!["0.0.0.0/0".into(), "::/0".into()];
+    }
+    if raw.lists == defaults.lists {
         raw.lists.trusted_networks.clear();
         raw.lists.builtin_whitelist = false;
         raw.lists.whitelist_recipients.clear();
-        raw.greylist.ipv4_prefix = 32;
-        raw.greylist.ipv6_prefix = 128;
-        raw.greylist.header.clear();
+    }
+    if raw.store == defaults.store {
         let mut db = args.savefile.clone().into_os_string();
         db.push(".db");
         raw.store.path = db.into();
     }
+    if raw.greylist == defaults.greylist {
+        raw.greylist.ipv4_prefix = 32;
+        raw.greylist.ipv6_prefix = 128;
+        raw.greylist.header.clear();
+    }
+    raw.qmail.listen = vec![listen.to_string()];
+    raw.qmail.mode = QmailMode::Greydaemon;
+    let g = &mut raw.greylist;
+    (g.delay, g.retry_window, g.pass_lifetime) = (Human(delay), Human(window), Human(known));
     if args.debug {
         raw.log.level = "debug".into();
     }
@@ -182,7 +194,7 @@ mod tests {
     fn configured(argv: &[&str]) -> (RawConfig, Extras) {
         let args = Cmd::try_parse_from(std::iter::once("greydaemon").chain(argv.iter().copied())).unwrap().args;
         let mut raw = RawConfig::default();
-        let extras = configure(&mut raw, &args, false).unwrap();
+        let extras = configure(&mut raw, &args).unwrap();
         (raw, extras)
     }
 

@@ -8,6 +8,7 @@
 //! - `proxy`: the SMTP proxy in front of real Postfix (swaks, haproxy).
 //! - `proxy_faults`: upstream failures, limits, bad clients.
 //! - `proxy_tls`: STARTTLS on both legs, injection, reload, AUTH.
+//! - `qmail`: the qmail UDP front end and the `greydaemon` drop-in.
 
 mod admin;
 mod lifecycle;
@@ -16,6 +17,7 @@ mod postfix;
 mod proxy;
 mod proxy_faults;
 mod proxy_tls;
+mod qmail;
 
 use std::path::Path;
 
