@@ -97,7 +97,25 @@ impl Engine {
         let mut verdicts = Vec::with_capacity(recipients.len());
         let mut check_known = true;
         let mut one = facts.clone();
-        for recipient in recipients {
+        // Without the null sender no recipient is a bounce, so once the
+        // known-address lookup is done the order no longer matters and the
+        // remaining recipients are decided concurrently (one store round
+        // trip instead of one per recipient).
+        let bounce_possible = facts.sender.as_deref().is_none_or(|s| s.is_empty() || s == "<>");
+        for (i, recipient) in recipients.iter().enumerate() {
+            if !bounce_possible && (!check_known || profile == Profile::Greygate) {
+                let rest = recipients[i..].iter().map(|r| {
+                    let facts = Facts { recipient: Some(r.clone()), ..facts.clone() };
+                    async move {
+                        let ask = Ask { profile, check_known, bounces: true };
+                        let verdict = self.evaluate(&facts, now, None, ask).await;
+                        self.count(&verdict);
+                        verdict
+                    }
+                });
+                verdicts.extend(futures::future::join_all(rest).await);
+                break;
+            }
             one.recipient = Some(recipient.clone());
             let ask = Ask { profile, check_known, bounces: true };
             let verdict = self.evaluate(&one, now, None, ask).await;
