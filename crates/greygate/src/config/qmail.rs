@@ -86,3 +86,43 @@ impl QmailConfig {
         self.allow_from.iter().any(|n| n.contains(&peer))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, RawConfig};
+
+    fn parse(text: &str) -> Result<Config> {
+        Config::from_raw(toml::from_str::<RawConfig>(text)?, None)
+    }
+
+    #[test]
+    fn the_documented_section_works_as_written() {
+        let c = parse("[qmail]\nlisten = [\"127.0.0.1:1999\", \"[::1]:1999\"]\nmode = \"greydaemon\"\n").unwrap();
+        assert_eq!(c.qmail.listen, ["127.0.0.1:1999".parse().unwrap(), "[::1]:1999".parse().unwrap()]);
+        assert_eq!(c.qmail.profile, Profile::Greydaemon);
+        assert!(c.qmail.allows("127.0.0.1".parse().unwrap()));
+        assert!(c.qmail.allows("::ffff:127.0.0.2".parse().unwrap()));
+        assert!(c.qmail.allows("::1".parse().unwrap()));
+        assert!(!c.qmail.allows("192.0.2.1".parse().unwrap()));
+        let off = parse("").unwrap();
+        assert!(off.qmail.listen.is_empty());
+        assert_eq!(off.qmail.profile, Profile::Greygate);
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        for (text, want) in [
+            ("[qmail]\nlisten = [\"1999\"]", "qmail.listen: \"1999\" is not host:port"),
+            ("[qmail]\nallow_from = [\"lan\"]", "qmail.allow_from: \"lan\" is not an address"),
+            ("[qmail]\nmax_in_flight = 0", "qmail.max_in_flight must be at least 1"),
+        ] {
+            let err = format!("{:#}", parse(text).unwrap_err());
+            assert!(err.contains(want), "{text}: {err}");
+        }
+        let err = format!("{:#}", parse("[qmail]\nmode = \"postgrey\"").unwrap_err());
+        assert!(err.contains("unknown variant"), "{err}");
+        let err = format!("{:#}", parse("[qmail]\nlisten_udp = []").unwrap_err());
+        assert!(err.contains("unknown field"), "{err}");
+    }
+}

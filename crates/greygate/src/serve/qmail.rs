@@ -178,8 +178,37 @@ pub fn combine(codes: impl IntoIterator<Item = Reply>) -> Reply {
 
 #[cfg(test)]
 mod tests {
+    use greygate_store::TripletKey;
+
     use super::*;
     use Reply::*;
+
+    #[test]
+    fn verdicts_map_to_greydaemons_codes() {
+        let key = TripletKey { client: "192.0.2.0/24".into(), sender: "a@x".into(), recipient: "b@y".into() };
+        let grey = |outcome| Reason::Greylist { outcome, key: key.clone() };
+        let reply = greygate_engine::Reply { code: 451, status: None, text: "Greylisted".into() };
+        let defer =
+            |reason| Verdict { action: Action::Defer(reply.clone()), headers: Vec::new(), reason, learning: false };
+        let store = || Reason::StoreFailure { error: "down".into() };
+        let cases = [
+            (Verdict::accept(grey(Outcome::FirstPass { delayed: 400 })), RetryOk),
+            (Verdict::accept(grey(Outcome::Passed)), RetryOk),
+            (Verdict::accept(grey(Outcome::AutoWhitelisted { passes: 1 })), KnownIp),
+            (Verdict::accept(Reason::Bounce), Bounce),
+            (Verdict::accept(Reason::NotGreylisted { rules: vec!["r".into()] }), Whitelisted),
+            (Verdict::accept(store()), RetryOk),
+            (Verdict { learning: true, ..Verdict::accept(grey(Outcome::New)) }, RetryOk),
+            (defer(grey(Outcome::New)), New),
+            (defer(grey(Outcome::TooSoon { remaining: 30 })), TooSoon),
+            (defer(grey(Outcome::Stale)), Stale),
+            (defer(grey(Outcome::Expired)), Stale),
+            (defer(store()), New),
+        ];
+        for (verdict, want) in cases {
+            assert_eq!(code(&verdict), want, "{verdict:?}");
+        }
+    }
 
     #[test]
     fn replies_combine_as_greydaemon_builds_them() {

@@ -254,3 +254,11 @@ fn drop_in_switches_user_after_binding() {
     assert!(g.stop().success());
     assert_eq!(std::fs::metadata(&save).unwrap().uid(), nobody.uid.as_raw());
 }
+
+#[test]
+fn datagrams_from_outside_allow_from_are_dropped() {
+    let (_dir, g, c) = qmail_server("allow_from = [\"192.0.2.0/24\"]\n");
+    c.send(&datagram("192.0.2.80", "a@example.org", &["b@example.net"], Ending::Plain));
+    g.wait_log("the drop", |v| message(v) == Some("datagram from an address outside qmail.allow_from; dropped"));
+    assert_eq!(c.receive(Duration::from_millis(300)), None, "no reply to a loopback peer not in allow_from");
+}
