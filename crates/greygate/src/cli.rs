@@ -21,7 +21,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the server (the Postfix policy front end).
+    /// Run the server: the front ends the config enables (Postfix policy server, SMTP proxy).
     Serve,
     /// Validate the config and print the effective configuration, defaults
     /// included.

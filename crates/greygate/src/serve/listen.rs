@@ -14,6 +14,21 @@ use tokio::net::{TcpListener, UnixListener};
 
 use crate::config::ListenAddr;
 
+/// Raise the soft limit on open files to the hard limit, as mail daemons
+/// do: each SMTP session holds two sockets, and the usual soft limit of
+/// 1024 would cap the proxy near 500 sessions. Returns the limit in force.
+pub fn raise_open_files_limit() -> u64 {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else { return 0 };
+    if soft < hard {
+        match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => return hard,
+            Err(error) => tracing::warn!(%error, soft, hard, "cannot raise the open files limit"),
+        }
+    }
+    soft
+}
+
 /// A bound listener.
 pub enum Listener {
     Tcp(TcpListener),

@@ -45,6 +45,7 @@ pub async fn run(config: Config) -> Result<()> {
 
 /// [`run`], with `greygate greydaemon`'s user switch and save file.
 pub async fn run_with(config: Config, greydaemon: Option<crate::greydaemon::Extras>) -> Result<()> {
+    let open_files = listen::raise_open_files_limit();
     let mut listeners = Vec::new();
     for addr in &config.policy.listen {
         listeners.push(Listener::bind(addr, config.policy.socket_mode).await?);
@@ -93,6 +94,13 @@ pub async fn run_with(config: Config, greydaemon: Option<crate::greydaemon::Extr
     if config.proxy.enabled() {
         proxy_ctx.probe_upstream();
     }
+    if config.proxy.enabled() && (config.proxy.max_sessions as u64).saturating_mul(2) + 64 > open_files {
+        tracing::warn!(
+            open_files,
+            max_sessions = config.proxy.max_sessions,
+            "the open files limit is below two per proxy session; raise it (ulimit -n, LimitNOFILE=)"
+        );
+    }
     if config.proxy.enabled() && config.proxy.relay.is_empty() {
         tracing::warn!("proxy.relay_domains is empty: the proxy takes mail only from trusted or authenticated clients");
     }
@@ -112,6 +120,7 @@ pub async fn run_with(config: Config, greydaemon: Option<crate::greydaemon::Extr
         store = store.backend(),
         path = %config.store.path.display(),
         lists = ?engine.list_counts(),
+        open_files,
         "greygate ready"
     );
 
