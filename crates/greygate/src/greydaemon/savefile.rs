@@ -156,12 +156,16 @@ impl SaveFile {
     /// Write the file as greydaemon does: `path.new`, then rename.
     pub async fn save(&self, store: &dyn Store, now: Timestamp) -> Result<()> {
         let text = self.render(store, now).await?;
-        let mut tmp = self.path.clone().into_os_string();
-        tmp.push(".new");
-        let tmp = PathBuf::from(tmp);
-        std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
-        std::fs::rename(&tmp, &self.path).with_context(|| format!("cannot rename to {}", self.path.display()))?;
-        Ok(())
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut tmp = path.clone().into_os_string();
+            tmp.push(".new");
+            let tmp = PathBuf::from(tmp);
+            std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+            std::fs::rename(&tmp, &path).with_context(|| format!("cannot rename to {}", path.display()))
+        })
+        .await
+        .context("the save file writer failed")?
     }
 
     /// Import, then keep the file written until [`Saver::finish`].

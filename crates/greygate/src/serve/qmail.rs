@@ -54,6 +54,11 @@ pub struct QmailContext {
     pub config: ArcSwap<QmailConfig>,
     in_flight: Arc<Semaphore>,
     next_id: AtomicU64,
+    /// Datagrams dropped unread (outside `allow_from`, over
+    /// `max_in_flight`); logged at 1, 2, 4, 8, ... so a flood cannot flood
+    /// the log.
+    refused_peers: AtomicU64,
+    overloaded: AtomicU64,
     /// Woken after every answered datagram (greydaemon's `-d` saves then).
     pub answered: Option<Arc<Notify>>,
 }
@@ -65,6 +70,8 @@ impl QmailContext {
             in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
             config: ArcSwap::from_pointee(config.clone()),
             next_id: AtomicU64::new(1),
+            refused_peers: AtomicU64::new(0),
+            overloaded: AtomicU64::new(0),
             answered,
         }
     }
@@ -89,11 +96,15 @@ pub async fn serve(listener: QmailListener, ctx: Arc<QmailContext>, tasks: TaskT
             }
         };
         if !ctx.config.load().allows(peer.ip()) {
-            tracing::warn!(frontend = "qmail", %peer, "datagram from an address outside qmail.allow_from; dropped");
+            if let Some(dropped) = sparse(&ctx.refused_peers) {
+                tracing::warn!(frontend = "qmail", %peer, dropped, "datagram from an address outside qmail.allow_from; dropped");
+            }
             continue;
         }
         let Ok(permit) = ctx.in_flight.clone().try_acquire_owned() else {
-            tracing::warn!(frontend = "qmail", %peer, "too many datagrams in flight; dropped unanswered");
+            if let Some(dropped) = sparse(&ctx.overloaded) {
+                tracing::warn!(frontend = "qmail", %peer, dropped, "too many datagrams in flight; dropped unanswered");
+            }
             continue;
         };
         let datagram = buf[..len].to_vec();
@@ -110,6 +121,12 @@ pub async fn serve(listener: QmailListener, ctx: Arc<QmailContext>, tasks: TaskT
             drop(permit);
         });
     }
+}
+
+/// Count one more; the new count when it is a power of two (worth a log line).
+fn sparse(counter: &AtomicU64) -> Option<u64> {
+    let n = counter.fetch_add(1, Ordering::Relaxed) + 1;
+    n.is_power_of_two().then_some(n)
 }
 
 /// Decide on one datagram; `None` means no reply.
