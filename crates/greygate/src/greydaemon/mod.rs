@@ -46,7 +46,7 @@ pub const DEFAULT_PORT: u16 = 1999;
 /// greydaemon (`$opt_t || 7`).
 #[derive(Debug, Clone, Args)]
 pub struct GreydaemonArgs {
-    /// Debug: log every decision step and write the save file after every
+    /// Debug: debug-level logging, and the save file written after every
     /// answered datagram.
     #[arg(short = 'd')]
     pub debug: bool,
