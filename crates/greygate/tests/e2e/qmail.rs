@@ -262,3 +262,20 @@ fn datagrams_from_outside_allow_from_are_dropped() {
     g.wait_log("the drop", |v| message(v) == Some("datagram from an address outside qmail.allow_from; dropped"));
     assert_eq!(c.receive(Duration::from_millis(300)), None, "no reply to a loopback peer not in allow_from");
 }
+
+#[test]
+fn drop_in_debug_writes_the_save_file_after_every_datagram() {
+    let dir = tempfile::tempdir().unwrap();
+    let save = dir.path().join("grey.save");
+    let g = greydaemon(dir.path(), &["-d", "127.0.0.1:0", save.to_str().unwrap()]);
+    let c = QmailClient::connect(g.qmail_addr());
+    assert_eq!(ask(&c, "192.0.2.90", "", &["bob@example.net"]), NEW);
+    let text = wait_for("the save file", Duration::from_secs(10), || {
+        std::fs::read_to_string(&save).ok().filter(|t| t.contains(" 192.0.2.90 . bob@example.net\n"))
+    });
+    assert!(text.starts_with("G "), "{text}");
+    assert_eq!(ask(&c, "192.0.2.91", "a@example.org", &["carol@example.net"]), NEW);
+    wait_for("the second datagram saved", Duration::from_secs(10), || {
+        std::fs::read_to_string(&save).ok().filter(|t| t.contains(" 192.0.2.91 a@example.org carol@example.net\n"))
+    });
+}
