@@ -30,6 +30,11 @@ use crate::rules::{Rules, Settings};
 use crate::template::{ReplyTemplate, Template, Vars};
 use crate::verdict::{Action, Reason, Verdict};
 
+mod profile;
+
+use self::profile::Ask;
+pub use self::profile::{Profile, is_verp_bounce};
+
 /// A list entry from the config file, a list file or the built-in list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StaticEntry {
@@ -107,7 +112,7 @@ pub struct Explanation {
 }
 
 /// Decision counters by reason kind, plus learning conversions.
-const COUNTERS: [&str; 24] = [
+const COUNTERS: [&str; 25] = [
     "trusted",
     "authenticated",
     "blacklisted",
@@ -125,6 +130,7 @@ const COUNTERS: [&str; 24] = [
     "auto_whitelisted",
     "store_error",
     "learning",
+    "bounce",
     // Content scanning in the proxy, counted by the front end.
     "scan_clean",
     "scan_virus",
@@ -211,7 +217,7 @@ impl Engine {
 
     /// Decide, record, and count.
     pub async fn decide(&self, facts: &Facts, now: Timestamp) -> Verdict {
-        let verdict = self.evaluate(facts, now, None).await;
+        let verdict = self.evaluate(facts, now, None, Ask::default()).await;
         self.count(&verdict);
         verdict
     }
@@ -219,7 +225,7 @@ impl Engine {
     /// Decide without changing anything, and say why.
     pub async fn explain(&self, facts: &Facts, now: Timestamp) -> Explanation {
         let mut trace = Trace::default();
-        let verdict = self.evaluate(facts, now, Some(&mut trace)).await;
+        let verdict = self.evaluate(facts, now, Some(&mut trace), Ask::default()).await;
         Explanation { trace, verdict }
     }
 
@@ -264,7 +270,7 @@ impl Engine {
         }
     }
 
-    async fn evaluate(&self, facts: &Facts, now: Timestamp, trace: Option<&mut Trace>) -> Verdict {
+    async fn evaluate(&self, facts: &Facts, now: Timestamp, trace: Option<&mut Trace>, ask: Ask) -> Verdict {
         let policy = self.policy.load();
         let lists = self.lists.load();
         let mut trace = Tracer(trace);
@@ -430,18 +436,32 @@ impl Engine {
         let req = DecideRequest {
             triplet: key.clone(),
             timers: settings.timers,
-            auto_whitelist: (settings.auto_whitelist_after > 0).then(|| AutoWhitelist {
+            auto_whitelist: ask.auto_whitelist_after(settings.auto_whitelist_after).map(|after| AutoWhitelist {
                 client: {
                     let mut client = String::with_capacity(16);
                     crate::network::push_ip(&mut client, facts.client_ip.to_canonical());
                     client
                 },
-                after: settings.auto_whitelist_after,
+                after,
                 lifetime: settings.timers.pass_lifetime,
             }),
             now,
         };
         let explaining = trace.0.is_some();
+        if ask.bounces && is_verp_bounce(sender, recipient) {
+            // greydaemon answers "known" before it looks for bounces; a
+            // read-only look keeps that order without recording the bounce.
+            if ask.profile == Profile::Greydaemon
+                && ask.check_known
+                && let Ok(d @ Decision { outcome: greygate_store::Outcome::AutoWhitelisted { .. }, .. }) =
+                    self.store.peek(&req).await
+            {
+                trace.note("store", || d.outcome.name().to_owned());
+                return Verdict::accept(Reason::Greylist { outcome: d.outcome, key });
+            }
+            trace.note("bounce", || "null sender to a VERP address".into());
+            return Verdict::accept(Reason::Bounce);
+        }
         let result = if explaining { self.store.peek(&req).await } else { self.store.decide(&req).await };
         let decision = match result {
             Ok(d) => d,

@@ -31,7 +31,7 @@ pub mod template;
 pub mod verdict;
 
 pub use check::{Check, CheckResult, Effect};
-pub use engine::{Engine, Explanation, Policy, Scoring, StaticEntry, Trace};
+pub use engine::{Engine, Explanation, Policy, Profile, Scoring, StaticEntry, Trace, is_verp_bounce};
 pub use facts::{Facts, Stage};
 pub use rules::{Overrides, RuleSpec, Rules, Settings};
 pub use template::{Reply, ReplyClass, ReplyTemplate, Template};

@@ -60,6 +60,9 @@ pub enum Reason {
     StoreFailure {
         error: String,
     },
+    /// A bounce (null sender) to a VERP return address, accepted without
+    /// greylisting (greydaemon's rule; qmail front end only).
+    Bounce,
 }
 
 impl Reason {
@@ -76,6 +79,7 @@ impl Reason {
             Reason::Check { .. } => "check",
             Reason::Greylist { outcome, .. } => outcome.name(),
             Reason::StoreFailure { .. } => "store_error",
+            Reason::Bounce => "bounce",
         }
     }
 }
@@ -109,6 +113,7 @@ impl fmt::Display for Reason {
                 }
             },
             Reason::StoreFailure { error } => write!(f, "store failure: {error}"),
+            Reason::Bounce => f.write_str("bounce from the null sender to a VERP address"),
         }
     }
 }

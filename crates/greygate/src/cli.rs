@@ -51,6 +51,9 @@ pub enum Command {
     /// Import list files from other greylisters.
     #[command(subcommand)]
     Import(ImportCommand),
+    /// Run as a drop-in for qmail's greydaemon, with its command line:
+    /// `greydaemon [-d] [-u user] [-w whitelist] [-s min] [-t days] [-g hours] [-m min] ipaddr[:port] savefile`.
+    Greydaemon(crate::greydaemon::GreydaemonArgs),
 }
 
 #[derive(Debug, Args)]

@@ -9,6 +9,7 @@ mod admin;
 mod checks;
 mod cli;
 mod config;
+mod greydaemon;
 mod logging;
 mod scan;
 mod serve;
@@ -42,13 +43,20 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     // Parse the file first so logging follows its [log] section, then
     // validate (validation may log warnings about list files).
-    let raw = Config::read_raw(cli.config.as_deref())?;
-    let serving = matches!(cli.command, Command::Serve);
+    let mut raw = Config::read_raw(cli.config.as_deref())?;
+    let serving = matches!(cli.command, Command::Serve | Command::Greydaemon(_));
+    let greydaemon = match &cli.command {
+        Command::Greydaemon(args) => Some(greydaemon::configure(&mut raw, args)?),
+        _ => None,
+    };
     // Admin commands print their results; only warnings go to the log.
     let level = if serving { raw.log.level.clone() } else { "warn".to_owned() };
     logging::init(&level, std::env::var("RUST_LOG").ok(), raw.log.format)?;
 
-    let config = Config::from_raw(raw, cli.config.clone())?;
+    // greydaemon's arguments override the file, so SIGHUP must not re-read
+    // it without them: under `greydaemon` there is nothing to reload.
+    let file = if greydaemon.is_some() { None } else { cli.config.clone() };
+    let config = Config::from_raw(raw, file)?;
     config.policy()?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -62,6 +70,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         .context("cannot start the async runtime")?;
     match cli.command {
         Command::Serve => runtime.block_on(serve::run(config)).map(|()| ExitCode::SUCCESS),
+        Command::Greydaemon(_) => runtime.block_on(serve::run_with(config, greydaemon)).map(|()| ExitCode::SUCCESS),
         Command::CheckConfig => {
             print!("{}", config.to_toml());
             eprintln!("greygate: configuration OK");

@@ -12,10 +12,12 @@
 //!   upstream helpers.
 //! - [`proxy_protocol`]: HAProxy's PROXY protocol header (v1 and v2).
 //! - [`clamd`], [`spamd`]: the scanners' request framing and replies.
+//! - [`qmail`]: qmail's greylisting datagrams (greydaemon's UDP format).
 #![forbid(unsafe_code)]
 
 pub mod clamd;
 pub mod policy;
 pub mod proxy_protocol;
+pub mod qmail;
 pub mod smtp;
 pub mod spamd;

@@ -95,6 +95,11 @@ impl Greygate {
         self.listen_with("smtp+proxy-protocol:")
     }
 
+    /// The first qmail UDP listener.
+    pub fn qmail_addr(&self) -> SocketAddr {
+        self.listen_with("qmail:")
+    }
+
     fn listen_with(&self, prefix: &str) -> SocketAddr {
         self.listen
             .iter()

@@ -7,6 +7,7 @@
 //!   directories, loopback ports) as policy client and downstream MTA.
 //! - [`swaks`]: run swaks against it.
 //! - [`policy`]: a raw Postfix-policy client for byte-exact tests.
+//! - [`qmail`]: qmail-smtpd's greylisting UDP client, byte for byte.
 //! - [`smtp`]: a raw SMTP client (with STARTTLS) for byte-exact tests.
 //! - [`fake_mta`]: a scripted upstream that fails on cue.
 //! - [`haproxy`]: haproxy sending the PROXY protocol.
@@ -27,6 +28,7 @@ pub mod haproxy;
 pub mod policy;
 pub mod postfix;
 pub mod scanners;
+pub mod qmail;
 pub mod smtp;
 pub mod swaks;
 

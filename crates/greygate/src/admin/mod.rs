@@ -31,7 +31,7 @@ pub async fn run(command: Command, config: &Config) -> Result<ExitCode> {
         Command::Purge(args) => purge::run(args, &*store).await,
         Command::Explain(args) => explain::run(args, store.clone(), config).await,
         Command::Import(cmd) => import::run(cmd, &*store).await,
-        Command::Serve | Command::CheckConfig => unreachable!("handled by main"),
+        Command::Serve | Command::CheckConfig | Command::Greydaemon(_) => unreachable!("handled by main"),
     };
     store.close().await?;
     result

@@ -8,6 +8,7 @@
 pub mod checks;
 pub mod duration;
 pub mod proxy;
+pub mod qmail;
 pub mod raw;
 pub mod scan;
 
@@ -24,6 +25,7 @@ use greygate_proto::policy::Limits;
 use greygate_store::{ListKind, ListTarget, Timers};
 
 pub use proxy::ProxyConfig;
+pub use qmail::QmailConfig;
 pub use raw::{Backend, DeferAction, FailMode, LogFormat, RawConfig, Synchronous};
 
 /// greygate's built-in whitelist of big senders that retry from pools.
@@ -88,6 +90,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub policy: PolicyConfig,
     pub proxy: ProxyConfig,
+    pub qmail: QmailConfig,
 }
 
 fn host_or_system(configured: &str) -> String {
@@ -158,9 +161,11 @@ impl Config {
         let proxy = ProxyConfig::from_raw(&raw.proxy, &raw.scan, &host_or_system(&raw.greylist.hostname))?;
         checks::ChecksConfig::from_raw(&raw.dns, &raw.checks, &host_or_system(&raw.greylist.hostname))?;
         checks::scoring(&raw.checks)?;
+        let qmail = QmailConfig::from_raw(&raw.qmail)?;
         Ok(Config {
             file,
             proxy,
+            qmail,
             store: StoreConfig {
                 backend: s.backend,
                 path: s.path.clone(),

@@ -22,6 +22,7 @@ pub struct RawConfig {
     pub proxy: super::proxy::RawProxy,
     /// Content scanning in the proxy (clamd, spamd).
     pub scan: super::scan::RawScan,
+    pub qmail: super::qmail::RawQmail,
     pub log: RawLog,
     pub server: RawServer,
     /// The resolver the sender checks use.

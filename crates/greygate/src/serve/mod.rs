@@ -14,6 +14,7 @@ mod listen;
 mod maintenance;
 pub mod policy;
 pub mod proxy;
+pub mod qmail;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -39,6 +40,11 @@ pub fn unix_now() -> i64 {
 }
 
 pub async fn run(config: Config) -> Result<()> {
+    run_with(config, None).await
+}
+
+/// [`run`], with `greygate greydaemon`'s user switch and save file.
+pub async fn run_with(config: Config, greydaemon: Option<crate::greydaemon::Extras>) -> Result<()> {
     let open_files = listen::raise_open_files_limit();
     let mut listeners = Vec::new();
     for addr in &config.policy.listen {
@@ -51,8 +57,16 @@ pub async fn run(config: Config) -> Result<()> {
     for addr in &config.proxy.listen_proxy_protocol {
         proxy_listeners.push(proxy::ProxyListener::bind(*addr, true).await?);
     }
-    if listeners.is_empty() && proxy_listeners.is_empty() {
-        anyhow::bail!("nothing to serve: policy.listen and proxy.listen are empty");
+    let mut qmail_listeners = Vec::new();
+    for addr in &config.qmail.listen {
+        qmail_listeners.push(qmail::QmailListener::bind(*addr).await?);
+    }
+    if listeners.is_empty() && proxy_listeners.is_empty() && qmail_listeners.is_empty() {
+        anyhow::bail!("nothing to serve: policy.listen, proxy.listen and qmail.listen are empty");
+    }
+    // Bound; the store's files are created by the user we run as.
+    if let Some(user) = greydaemon.as_ref().and_then(|g| g.user.as_deref()) {
+        crate::greydaemon::privileges::drop_to(user)?;
     }
 
     let store = crate::store::open(&config.store, crate::store::Role::Server)?;
@@ -66,6 +80,10 @@ pub async fn run(config: Config) -> Result<()> {
     let background = TaskTracker::new();
     let connections = TaskTracker::new();
     maintenance::spawn(&background, engine.clone(), &config.store, shutdown.clone());
+    let saver = match greydaemon {
+        Some(g) => Some(g.savefile.start(store.clone(), &background, shutdown.clone()).await?),
+        None => None,
+    };
 
     let ctx = Arc::new(PolicyContext { engine: engine.clone(), config: ArcSwap::from_pointee(config.policy.clone()) });
     let limit = Arc::new(Semaphore::new(config.policy.max_connections));
@@ -88,6 +106,12 @@ pub async fn run(config: Config) -> Result<()> {
         tracing::warn!("proxy.relay_domains is empty: the proxy takes mail only from trusted or authenticated clients");
     }
     bound.extend(proxy_listeners.iter().map(proxy::ProxyListener::local));
+    let answered = saver.as_ref().and_then(|s| s.after_datagram());
+    let qmail_ctx = Arc::new(qmail::QmailContext::new(engine.clone(), &config.qmail, answered));
+    bound.extend(qmail_listeners.iter().map(qmail::QmailListener::local));
+    for listener in qmail_listeners {
+        background.spawn(qmail::serve(listener, qmail_ctx.clone(), connections.clone(), shutdown.clone()));
+    }
     for listener in proxy_listeners {
         background.spawn(proxy::accept_loop(listener, proxy_ctx.clone(), connections.clone(), shutdown.clone()));
     }
@@ -107,7 +131,7 @@ pub async fn run(config: Config) -> Result<()> {
     let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     loop {
         tokio::select! {
-            _ = hup.recv() => reload(&mut current, &engine, &ctx, &proxy_ctx),
+            _ = hup.recv() => reload(&mut current, &engine, &ctx, &proxy_ctx, &qmail_ctx),
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
@@ -121,6 +145,9 @@ pub async fn run(config: Config) -> Result<()> {
     }
     background.close();
     background.wait().await;
+    if let Some(saver) = saver {
+        saver.finish().await;
+    }
     maintenance::save_counters(&engine).await;
     if let Err(error) = store.close().await {
         tracing::warn!(%error, "closing the store failed");
@@ -130,7 +157,13 @@ pub async fn run(config: Config) -> Result<()> {
 }
 
 /// SIGHUP: re-read the config and list files; keep the old ones on error.
-fn reload(current: &mut Config, engine: &Engine, ctx: &PolicyContext, proxy_ctx: &Arc<proxy::ProxyContext>) {
+fn reload(
+    current: &mut Config,
+    engine: &Engine,
+    ctx: &PolicyContext,
+    proxy_ctx: &Arc<proxy::ProxyContext>,
+    qmail_ctx: &qmail::QmailContext,
+) {
     let Some(file) = current.file.clone() else {
         tracing::info!("SIGHUP: running on the built-in default config; nothing to reload");
         return;
@@ -171,12 +204,14 @@ fn reload(current: &mut Config, engine: &Engine, ctx: &PolicyContext, proxy_ctx:
             config.raw.proxy.listen_proxy_protocol != current.raw.proxy.listen_proxy_protocol,
         ),
         ("log", config.raw.log != current.raw.log),
+        ("qmail.listen", config.raw.qmail.listen != current.raw.qmail.listen),
     ] {
         if changed {
             tracing::warn!(section = what, "SIGHUP: this change takes effect only after a restart");
         }
     }
     ctx.config.store(Arc::new(config.policy.clone()));
+    qmail_ctx.config.store(Arc::new(config.qmail.clone()));
     if config.proxy.enabled() {
         proxy_ctx.probe_upstream();
     }

@@ -11,6 +11,7 @@
 //! - `proxy_scan`: content scanning with real clamd and spamd.
 //! - `checks`: SPF, DNS lists, reverse DNS, HELO (DNS from the in-process
 //!   server), through the policy protocol and real Postfix.
+//! - `qmail`: the qmail UDP front end and the `greydaemon` drop-in.
 
 mod admin;
 mod checks;
@@ -21,6 +22,7 @@ mod proxy;
 mod proxy_faults;
 mod proxy_scan;
 mod proxy_tls;
+mod qmail;
 
 use std::path::Path;
 
