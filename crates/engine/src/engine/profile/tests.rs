@@ -29,6 +29,7 @@ fn engine(whitelist: &[&str]) -> Engine {
         },
         rules: Rules::new(&[]).unwrap(),
         keying: NetworkKeying::EXACT,
+        scoring: Default::default(),
         static_lists: whitelist
             .iter()
             .map(|p| StaticEntry {
