@@ -20,7 +20,7 @@ use crate::cli::Command;
 use crate::config::Config;
 
 pub async fn run(command: Command, config: &Config) -> Result<ExitCode> {
-    let store = crate::store::open(&config.store, crate::store::Role::Admin)?;
+    let store = crate::store::open(&config.store, crate::store::Role::Admin).await?;
     let result = match command {
         Command::Entries(cmd) => entries::run(cmd, &*store, config).await,
         Command::Clients(cmd) => entries::run_clients(cmd, &*store).await,

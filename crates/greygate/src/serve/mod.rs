@@ -54,7 +54,7 @@ pub async fn run(config: Config) -> Result<()> {
         anyhow::bail!("nothing to serve: policy.listen and proxy.listen are empty");
     }
 
-    let store = crate::store::open(&config.store, crate::store::Role::Server)?;
+    let store = crate::store::open(&config.store, crate::store::Role::Server).await?;
     let engine = Arc::new(Engine::new(store.clone(), config.policy()?, Vec::new()).context("cannot build the lists")?);
     if let Err(error) = engine.refresh_lists().await {
         tracing::warn!(%error, "cannot load lists from the store; will keep trying");
