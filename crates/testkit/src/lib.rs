@@ -11,6 +11,8 @@
 //! - [`fake_mta`]: a scripted upstream that fails on cue.
 //! - [`haproxy`]: haproxy sending the PROXY protocol.
 //! - [`certs`]: a self-signed test certificate.
+//! - [`redis`], [`postgres`]: a private key prefix or schema on the shared
+//!   servers, or a private server to kill and restart.
 //!
 //! Processes are stopped by the PID the helper started, never by name.
 //! Nothing here sleeps a fixed time: waits poll a condition up to a
@@ -22,6 +24,8 @@ pub mod greygate;
 pub mod haproxy;
 pub mod policy;
 pub mod postfix;
+pub mod postgres;
+pub mod redis;
 pub mod smtp;
 pub mod swaks;
 

@@ -8,6 +8,8 @@
 //! - `proxy`: the SMTP proxy in front of real Postfix (swaks, haproxy).
 //! - `proxy_faults`: upstream failures, limits, bad clients.
 //! - `proxy_tls`: STARTTLS on both legs, injection, reload, AUTH.
+//! - `shared_store`: Redis and PostgreSQL shared by two instances, the
+//!   admin CLI and `copy-store` on them, backend outages.
 
 mod admin;
 mod lifecycle;
@@ -16,6 +18,7 @@ mod postfix;
 mod proxy;
 mod proxy_faults;
 mod proxy_tls;
+mod shared_store;
 
 use std::path::Path;
 

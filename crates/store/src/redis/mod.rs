@@ -3,8 +3,11 @@
 //!
 //! Keys (all under a configurable prefix `P`):
 //!
-//! - `P` `t:` client `\0` sender `\0` recipient: one triplet;
+//! - `P` `t:` client ` ` sender ` ` recipient: one triplet;
 //! - `P` `c:` address: one client's auto-whitelist record;
+//!
+//! (parts escaped: `%`, space and control characters as `%XX`, so keys
+//! read well in `redis-cli` and split back exactly);
 //! - `P` `{meta}lists`, `P` `{meta}lists_version`, `P` `{meta}counters`:
 //!   the run-time lists (a hash), their version, the decision counters
 //!   (a hash). The `{meta}` hash tag keeps them in one cluster slot, so a
@@ -150,7 +153,45 @@ fn ttl(expires_at: Timestamp, last_seen: Timestamp) -> u64 {
 }
 
 fn list_field(kind: ListKind, target: ListTarget, value: &str) -> String {
-    format!("{kind}\0{target}\0{value}")
+    format!("{kind} {target} {}", escape(value))
+}
+
+/// `%`, space and control characters as `%XX`: key parts joined by spaces
+/// split back exactly.
+fn escape(part: &str) -> std::borrow::Cow<'_, str> {
+    let special = |c: char| c == '%' || c == ' ' || c.is_ascii_control();
+    if !part.contains(special) {
+        return part.into();
+    }
+    let mut out = String::with_capacity(part.len() + 8);
+    for c in part.chars() {
+        if special(c) {
+            out.push_str(&format!("%{:02X}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out.into()
+}
+
+fn unescape(part: &str) -> Option<String> {
+    if !part.contains('%') {
+        return Some(part.to_owned());
+    }
+    let bytes = part.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = part.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 impl RedisStore {
@@ -188,11 +229,11 @@ impl RedisStore {
     }
 
     fn triplet_key(&self, k: &TripletKey) -> String {
-        format!("{}t:{}\0{}\0{}", self.prefix, k.client, k.sender, k.recipient)
+        format!("{}t:{} {} {}", self.prefix, escape(&k.client), escape(&k.sender), escape(&k.recipient))
     }
 
     fn client_key(&self, client: &str) -> String {
-        format!("{}c:{client}", self.prefix)
+        format!("{}c:{}", self.prefix, escape(client))
     }
 
     fn meta_key(&self, name: &str) -> String {
@@ -201,12 +242,13 @@ impl RedisStore {
 
     fn triplet_from_key(&self, key: &str) -> Option<TripletKey> {
         let rest = key.strip_prefix(&self.prefix)?.strip_prefix("t:")?;
-        let mut parts = rest.splitn(3, '\0');
-        Some(TripletKey {
-            client: parts.next()?.to_owned(),
-            sender: parts.next()?.to_owned(),
-            recipient: parts.next()?.to_owned(),
-        })
+        let mut parts = rest.split(' ');
+        let key = TripletKey {
+            client: unescape(parts.next()?)?,
+            sender: unescape(parts.next()?)?,
+            recipient: unescape(parts.next()?)?,
+        };
+        parts.next().is_none().then_some(key)
     }
 
     /// Every key matching `kind` (`t` or `c`), at most `limit`, in SCAN
@@ -273,8 +315,8 @@ impl RedisStore {
         let strip = format!("{}c:", self.prefix);
         let mut out = Vec::with_capacity(keys.len());
         for (key, value) in keys.iter().zip(values) {
-            if let (Some(name), Some(v)) = (key.strip_prefix(&strip), value) {
-                out.push(parse_client(name.to_owned(), &v)?);
+            if let (Some(name), Some(v)) = (key.strip_prefix(&strip).and_then(unescape), value) {
+                out.push(parse_client(name, &v)?);
             }
         }
         out.sort_by(|a, b| a.client.cmp(&b.client));
@@ -421,8 +463,9 @@ impl Store for RedisStore {
         let mut out = Vec::with_capacity(all.len());
         for (field, value) in all {
             let bad = || StoreError::Invalid(format!("unreadable list entry {field:?}"));
-            let mut parts = field.splitn(3, '\0');
-            let (Some(kind), Some(target), Some(v)) = (parts.next(), parts.next(), parts.next()) else {
+            let mut parts = field.splitn(3, ' ');
+            let (Some(kind), Some(target), Some(v)) = (parts.next(), parts.next(), parts.next().and_then(unescape))
+            else {
                 return Err(bad());
             };
             let (Some(kind), Some(target)) = (ListKind::parse(kind), ListTarget::parse(target)) else {
@@ -432,7 +475,7 @@ impl Store for RedisStore {
             out.push(ListEntry {
                 kind,
                 target,
-                value: v.to_owned(),
+                value: v,
                 comment: comment.to_owned(),
                 added_at: added_at.parse().map_err(|_| bad())?,
             });

@@ -66,7 +66,7 @@ async fn records_carry_a_ttl_matching_their_expiry() {
     assert!(store.expires_by_itself());
     store.decide(&request("a@x", 1000)).await.unwrap();
     let mut con = ::redis::Client::open(URL).unwrap().get_connection().unwrap();
-    let key = format!("{}t:192.0.2.0/24\0a@x\0r@y", prefix.prefix);
+    let key = format!("{}t:192.0.2.0/24 a@x r@y", prefix.prefix);
     let value: String = ::redis::Commands::get(&mut con, &key).unwrap();
     assert_eq!(value, "1000 1000 - 1 0 87400");
     let ttl: i64 = ::redis::Commands::ttl(&mut con, &key).unwrap();
@@ -83,4 +83,28 @@ async fn bad_prefixes_and_unreachable_servers() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let err = RedisStore::open(&RedisOptions::new(format!("redis://127.0.0.1:{port}/"))).await.err().unwrap();
     assert!(err.is_transient(), "{err}");
+}
+
+#[tokio::test]
+async fn key_parts_with_spaces_and_percent_signs_round_trip() {
+    let (store, _prefix) = make().await;
+    let odd = TripletKey { client: "id:a b".into(), sender: "\"x y\"%20@x".into(), recipient: "r\t@y".into() };
+    let req = DecideRequest { triplet: odd.clone(), ..request("unused@x", 0) };
+    store.decide(&req).await.unwrap();
+    let plain = request("x@y", 0);
+    store.decide(&plain).await.unwrap();
+    let keys: Vec<TripletKey> =
+        store.entries(&EntryFilter::default(), None).await.unwrap().into_iter().map(|e| e.key).collect();
+    assert_eq!(keys, [plain.triplet, odd]);
+    store
+        .put_records(
+            &[],
+            &[ClientRecord { client: "a b%".into(), passes: 1, last_counted: 0, last_seen: 0, expires_at: 9 }],
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.clients(&ClientFilter::default(), None).await.unwrap()[0].client, "a b%");
+    assert_eq!(escape("a%b c\u{1}"), "a%25b%20c%01");
+    assert_eq!(unescape("a%25b%20c%01").as_deref(), Some("a%b c\u{1}"));
+    assert_eq!(unescape("bad%2"), None);
 }
