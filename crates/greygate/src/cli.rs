@@ -54,6 +54,30 @@ pub enum Command {
     /// Run as a drop-in for qmail's greydaemon, with its command line:
     /// `greydaemon [-d] [-u user] [-w whitelist] [-s min] [-t days] [-g hours] [-m min] ipaddr[:port] savefile`.
     Greydaemon(crate::greydaemon::GreydaemonArgs),
+    /// Copy the greylisting state (entries, clients, lists, counters) from
+    /// another store into the configured one, e.g. SQLite into Redis or
+    /// PostgreSQL, with a progress bar.
+    CopyStore(CopyStoreArgs),
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct CopySource {
+    /// The source: the store configured in this greygate config file.
+    #[arg(long, value_name = "FILE")]
+    pub from_config: Option<PathBuf>,
+    /// The source: this SQLite file.
+    #[arg(long, value_name = "FILE")]
+    pub from_sqlite: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CopyStoreArgs {
+    #[command(flatten)]
+    pub from: CopySource,
+    /// Records written per batch.
+    #[arg(long, default_value_t = 1000)]
+    pub batch: usize,
 }
 
 #[derive(Debug, Args)]

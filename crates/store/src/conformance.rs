@@ -30,7 +30,8 @@ macro_rules! conformance_suite {
             timers_come_with_each_request, auto_whitelist_after_counted_passes, peek_changes_nothing,
             first_sight_is_atomic_under_concurrency, entries_filter_and_delete, clients_list_and_delete,
             put_records_round_trip, lists_add_remove_and_version, counters_and_stats,
-            expire_removes_only_expired_in_batches, clear_removes_records_keeps_lists, close_stops_the_store
+            expire_removes_only_expired_in_batches, clear_removes_records_keeps_lists, decisions_match_the_model,
+            close_stops_the_store
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -343,6 +344,62 @@ pub async fn clear_removes_records_keeps_lists(store: &dyn Store) {
     assert_eq!(total, 6);
     assert_eq!(store.record_count().await.unwrap(), 0);
     assert_eq!(store.list_entries().await.unwrap().len(), 1);
+}
+
+/// A few hundred decisions with pseudo-random keys, clients, timers and
+/// clock jumps (backwards too), checked one by one against the pure model
+/// in [`crate::model`]. Backends that run the state machine in their own
+/// language (PL/pgSQL, Lua) are held to the Rust one by this case.
+pub async fn decisions_match_the_model(store: &dyn Store) {
+    use std::collections::HashMap;
+
+    let mut rng = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = move |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n
+    };
+    let mut entries: HashMap<TripletKey, Entry> = HashMap::new();
+    let mut clients: HashMap<String, ClientRecord> = HashMap::new();
+    let mut now = 1_000_000i64;
+    for step in 0..400 {
+        now += match next(10) {
+            0 => -(next(4000) as i64),
+            1..=5 => next(400) as i64,
+            6 | 7 => next(4 * 3600) as i64,
+            8 => next(3 * 86400) as i64,
+            _ => next(40 * 86400) as i64,
+        };
+        let ip = format!("192.0.2.{}", next(3));
+        let k = key("192.0.2.0/24", &format!("s{}@x", next(4)), &format!("r{}@y", next(2)));
+        let timers = Timers { delay: 300 + 60 * next(3) as i64, retry_window: 86400, pass_lifetime: 20 * 86400 };
+        let auto_whitelist = (next(4) != 0).then(|| AutoWhitelist {
+            client: ip.clone(),
+            after: 1 + next(3) as u32,
+            lifetime: 20 * 86400,
+        });
+        let r = DecideRequest { triplet: k.clone(), timers, auto_whitelist, now };
+        let want = crate::model::decide(&r, clients.get(&ip), entries.get(&k));
+        if let Some(e) = &want.entry
+            && want.write_entry
+        {
+            entries.insert(k.clone(), e.clone());
+        }
+        if let Some(c) = &want.client {
+            clients.insert(c.client.clone(), c.clone());
+        }
+        let got = store.decide(&r).await.expect("decide");
+        assert_eq!((got.outcome, &got.entry), (want.outcome, &want.entry), "step {step}: {r:?}");
+    }
+    let mut stored = store.entries(&EntryFilter::default(), None).await.unwrap();
+    let mut expected: Vec<Entry> = entries.into_values().collect();
+    stored.sort_by(|a, b| a.key.cmp(&b.key));
+    expected.sort_by(|a, b| a.key.cmp(&b.key));
+    assert_eq!(stored, expected, "stored entries");
+    let mut expected: Vec<ClientRecord> = clients.into_values().collect();
+    expected.sort_by(|a, b| a.client.cmp(&b.client));
+    assert_eq!(store.clients(&ClientFilter::default(), None).await.unwrap(), expected, "stored clients");
 }
 
 pub async fn close_stops_the_store(store: &dyn Store) {

@@ -11,7 +11,8 @@
 //! so two gateways or two connections deciding on the same triplet at the
 //! same moment can never both see it as new.
 //!
-//! Backends: [`sqlite`] (the embedded default) and [`memory`] (nothing
+//! Backends: [`sqlite`] (the embedded default), [`postgres`] and [`redis`]
+//! (one state shared by several gateways), and [`memory`] (nothing
 //! survives a restart; for tests and trials). Every backend must pass the
 //! [`conformance`] suite.
 // One call (lowering the checkpoint thread's priority) needs libc; it is
@@ -27,10 +28,14 @@ use serde::{Deserialize, Serialize};
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod filter;
+pub mod health;
 pub mod memory;
 pub mod model;
+pub mod postgres;
+pub mod redis;
 pub mod sqlite;
 pub mod timeout;
+pub mod tls;
 
 pub use filter::{ClientFilter, ClientMatch, EntryFilter, Glob};
 pub use model::{ClientRecord, Entry, EntryState, Outcome};
@@ -230,6 +235,12 @@ impl StoreError {
 pub trait Store: Send + Sync + 'static {
     /// Short backend name for logs (`sqlite`, `memory`, ...).
     fn backend(&self) -> &'static str;
+
+    /// True when the backend forgets expired records by itself (Redis TTLs),
+    /// so the server need not run [`Store::expire`] periodically.
+    fn expires_by_itself(&self) -> bool {
+        false
+    }
 
     /// Decide on one triplet and record the result, atomically.
     async fn decide(&self, req: &DecideRequest) -> Result<Decision, StoreError>;

@@ -44,6 +44,10 @@ impl Store for TimeoutStore {
         self.inner.backend()
     }
 
+    fn expires_by_itself(&self) -> bool {
+        self.inner.expires_by_itself()
+    }
+
     async fn decide(&self, req: &DecideRequest) -> Result<Decision, StoreError> {
         self.bounded(self.inner.decide(req)).await
     }

@@ -15,6 +15,8 @@
 //! - [`scanners`]: clamd (EICAR test signature) and spamd (GTUBE).
 //! - [`dns`]: an in-process DNS server on 127.0.0.1 (TXT, A, AAAA, PTR,
 //!   NXDOMAIN, timeouts) for SPF, DNSBL and reverse-DNS tests.
+//! - [`redis`], [`postgres`]: a private key prefix or schema on the shared
+//!   servers, or a private server to kill and restart.
 //!
 //! Processes are stopped by the PID the helper started, never by name.
 //! Nothing here sleeps a fixed time: waits poll a condition up to a
@@ -27,8 +29,10 @@ pub mod greygate;
 pub mod haproxy;
 pub mod policy;
 pub mod postfix;
-pub mod scanners;
+pub mod postgres;
 pub mod qmail;
+pub mod redis;
+pub mod scanners;
 pub mod smtp;
 pub mod swaks;
 

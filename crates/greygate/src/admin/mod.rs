@@ -4,6 +4,7 @@
 //! Output is a plain table for people or JSON (`--json`) for scripts.
 //! List changes reach a running server within `store.lists_refresh`.
 
+mod copy;
 mod entries;
 mod explain;
 mod import;
@@ -20,7 +21,7 @@ use crate::cli::Command;
 use crate::config::Config;
 
 pub async fn run(command: Command, config: &Config) -> Result<ExitCode> {
-    let store = crate::store::open(&config.store, crate::store::Role::Admin)?;
+    let store = crate::store::open(&config.store, crate::store::Role::Admin).await?;
     let result = match command {
         Command::Entries(cmd) => entries::run(cmd, &*store, config).await,
         Command::Clients(cmd) => entries::run_clients(cmd, &*store).await,
@@ -31,6 +32,7 @@ pub async fn run(command: Command, config: &Config) -> Result<ExitCode> {
         Command::Purge(args) => purge::run(args, &*store).await,
         Command::Explain(args) => explain::run(args, store.clone(), config).await,
         Command::Import(cmd) => import::run(cmd, &*store).await,
+        Command::CopyStore(args) => copy::run(args, &*store, config).await,
         Command::Serve | Command::CheckConfig | Command::Greydaemon(_) => unreachable!("handled by main"),
     };
     store.close().await?;

@@ -5,6 +5,7 @@
 //! [`Policy`] happens in [`Config::policy`], which SIGHUP calls again, so
 //! file lists reload with the config. Nothing here reads the environment.
 
+pub mod backends;
 pub mod checks;
 pub mod duration;
 pub mod proxy;
@@ -79,6 +80,10 @@ pub struct StoreConfig {
     pub timeout: Duration,
     pub expire_interval: Duration,
     pub lists_refresh: Duration,
+    /// Validated `[store.postgres]`, when that is the backend.
+    pub postgres: Option<greygate_store::postgres::PostgresOptions>,
+    /// Validated `[store.redis]`, when that is the backend.
+    pub redis: Option<greygate_store::redis::RedisOptions>,
 }
 
 /// The validated configuration.
@@ -173,6 +178,8 @@ impl Config {
                 timeout: s.timeout.0,
                 expire_interval: s.expire_interval.0,
                 lists_refresh: s.lists_refresh.0,
+                postgres: (s.backend == Backend::Postgres).then(|| s.postgres.options()).transpose()?,
+                redis: (s.backend == Backend::Redis).then(|| s.redis.options()).transpose()?,
             },
             policy: PolicyConfig {
                 listen,

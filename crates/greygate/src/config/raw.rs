@@ -41,6 +41,11 @@ pub enum Backend {
     Sqlite,
     /// In memory only: everything is lost on restart. For trials and tests.
     Memory,
+    /// Redis (single node, Cluster or Sentinel), shared by several gateways:
+    /// `[store.redis]`.
+    Redis,
+    /// PostgreSQL, shared by several gateways: `[store.postgres]`.
+    Postgres,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,6 +84,10 @@ pub struct RawStore {
     pub expire_interval: Human,
     /// How often the store is checked for list changes made with the CLI.
     pub lists_refresh: Human,
+    /// Settings for `backend = "postgres"`.
+    pub postgres: super::backends::RawPostgres,
+    /// Settings for `backend = "redis"`.
+    pub redis: super::backends::RawRedis,
 }
 
 impl Default for RawStore {
@@ -91,6 +100,8 @@ impl Default for RawStore {
             timeout: Human::secs(5),
             expire_interval: Human::secs(60),
             lists_refresh: Human::secs(2),
+            postgres: Default::default(),
+            redis: Default::default(),
         }
     }
 }

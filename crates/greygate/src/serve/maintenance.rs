@@ -52,6 +52,10 @@ async fn refresh_lists(engine: Arc<Engine>, every: Duration, shutdown: Cancellat
 }
 
 async fn expire(engine: Arc<Engine>, every: Duration, shutdown: CancellationToken) {
+    // Redis forgets expired records by itself (TTLs): nothing to purge.
+    if engine.store().expires_by_itself() {
+        return;
+    }
     while sleep_or_stop(every, &shutdown).await {
         let mut total = 0u64;
         loop {

@@ -69,7 +69,7 @@ pub async fn run_with(config: Config, greydaemon: Option<crate::greydaemon::Extr
         crate::greydaemon::privileges::drop_to(user)?;
     }
 
-    let store = crate::store::open(&config.store, crate::store::Role::Server)?;
+    let store = crate::store::open(&config.store, crate::store::Role::Server).await?;
     let checks = crate::checks::build(&config.checks()?).context("cannot set up the sender checks")?;
     let engine = Arc::new(Engine::new(store.clone(), config.policy()?, checks).context("cannot build the lists")?);
     if let Err(error) = engine.refresh_lists().await {

@@ -12,6 +12,8 @@
 //! - `checks`: SPF, DNS lists, reverse DNS, HELO (DNS from the in-process
 //!   server), through the policy protocol and real Postfix.
 //! - `qmail`: the qmail UDP front end and the `greydaemon` drop-in.
+//! - `shared_store`: Redis and PostgreSQL shared by two instances, the
+//!   admin CLI and `copy-store` on them, backend outages.
 
 mod admin;
 mod checks;
@@ -23,6 +25,7 @@ mod proxy_faults;
 mod proxy_scan;
 mod proxy_tls;
 mod qmail;
+mod shared_store;
 
 use std::path::Path;
 
