@@ -4,7 +4,9 @@
 # database, as in the tests) and spamd (--local, 2 children).
 #
 # Modes: off (no scanning), clamd, clamd+spamd (thresholds only: the
-# message streams), clamd+spamd+tag (the message is held for the tags).
+# message streams), clamd+spamd+tag (the message is held for the tags);
+# and each scanner asked directly about the same message (its own time,
+# the floor for what it can add).
 # For each: messages/s with smtp-source (SESSIONS sessions, many messages
 # per session) and the latency of one message (final dot -> 250) over one
 # session with scan_latency.py; then the ratios against "off".
@@ -91,6 +93,13 @@ for rep in $(seq 1 "$REPS"); do
         printf '%s\t%s\t%s\t%s\t%s\n' "$rep" "$mode" "$n" "$rate" "$lat" | tee -a "$OUT/scan.tsv"
         stop_pid $gpid 10
     done
+    # The scanners alone, asked directly about the same message: the
+    # floor for what each can add.
+    for scanner in clamd spamd; do
+        port=$CLAMD; [ $scanner = spamd ] && port=$SPAMD
+        lat=$(python3 "$BENCH/scanner_latency.py" $scanner $port "$LAT_N" "$SIZE" 2>"$W/lat.err" || echo "FAILED")
+        printf '%s\t%s\t%s\t%s\t%s\n' "$rep" "$scanner-alone" "-" "-" "$lat" | tee -a "$OUT/scan.tsv"
+    done
 done
 python3 - "$OUT/scan.tsv" <<'PY' | tee "$OUT/ratios.md"
 import sys, statistics
@@ -99,8 +108,9 @@ by = {}
 for r in rows:
     if len(r) < 9 or "FAILED" in r:
         continue
-    by.setdefault(r[0], {})[r[1]] = (float(r[3]), float(r[5]), float(r[7]))
-modes = ["off", "clamd", "clamd+spamd", "clamd+spamd+tag"]
+    rate = float(r[3]) if r[3] != "-" else float("nan")
+    by.setdefault(r[0], {})[r[1]] = (rate, float(r[5]), float(r[7]))
+modes = ["off", "clamd", "clamd+spamd", "clamd+spamd+tag", "clamd-alone", "spamd-alone"]
 print("| mode | msgs/s (median) | vs off | p50 ms | p99 ms | added p50 ms vs off |")
 print("|---|--:|--:|--:|--:|--:|")
 for m in modes:
@@ -112,6 +122,9 @@ for m in modes:
     p50 = statistics.median(x[0][1] for x in vals)
     p99 = statistics.median(x[0][2] for x in vals)
     added = statistics.median(x[0][1] - x[1][1] for x in vals)
+    if rate != rate:  # a scanner asked directly: latency only
+        print(f"| {m} | | | {p50:.2f} | {p99:.2f} | |")
+        continue
     print(f"| {m} | {rate:,.0f} | {ratio:.2f} | {p50:.2f} | {p99:.2f} | {added:+.2f} |")
 PY
 grep -h '"scan"\|message="scan"\| scan ' "$OUT"/greygate-*.log | grep -c "action=deliver" | sed 's/^/scan lines with action=deliver: /'
