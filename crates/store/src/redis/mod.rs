@@ -608,3 +608,5 @@ impl Store for RedisStore {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod topology_tests;
