@@ -163,3 +163,49 @@ async fn conformance_through_sentinel() {
     .await;
     assert!(cli(master, &["DBSIZE"]).trim().parse::<u64>().unwrap() > 0, "the data is on the master");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_over_tls_with_a_password() {
+    let mut instances = Instances::new();
+    let issued = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let (cert, key) = (instances.dir.path().join("cert.pem"), instances.dir.path().join("key.pem"));
+    std::fs::write(&cert, issued.cert.pem()).unwrap();
+    std::fs::write(&key, issued.signing_key.serialize_pem()).unwrap();
+    let port = free_port();
+    let child = Command::new("redis-server")
+        .args(["--port", "0", "--tls-port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+        .args(["--tls-cert-file", cert.to_str().unwrap(), "--tls-key-file", key.to_str().unwrap()])
+        .args(["--tls-ca-cert-file", cert.to_str().unwrap(), "--tls-auth-clients", "no"])
+        .args(["--requirepass", "s3cret"])
+        .current_dir(instances.dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start redis-server with TLS");
+    instances.children.push(child);
+    wait("redis-server over TLS", || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    let options = |tls: bool, password: &str, prefix: String| {
+        let mut options = RedisOptions::new(format!("redis://127.0.0.1:{port}/"));
+        options.connect.tls = crate::tls::TlsOptions { enabled: tls, ca_file: Some(cert.clone()) };
+        options.connect.password = Some(password.to_owned());
+        options.connect.connect_timeout = Duration::from_secs(2);
+        options.connect.response_timeout = Duration::from_secs(2);
+        options.prefix = prefix;
+        options
+    };
+    all_cases(|prefix| {
+        let options = options(true, "s3cret", prefix);
+        async move { RedisStore::open(&options).await.expect("open over TLS with the password") }
+    })
+    .await;
+    let wrong = RedisStore::open(&options(true, "wrong", "x:".into())).await.err().expect("a wrong password fails");
+    assert!(wrong.to_string().to_lowercase().contains("pass") || wrong.to_string().contains("auth"), "{wrong}");
+    assert!(RedisStore::open(&options(false, "s3cret", "x:".into())).await.is_err(), "plain text is refused");
+    // A certificate from another CA is refused.
+    let other = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let other_ca = instances.dir.path().join("other.pem");
+    std::fs::write(&other_ca, other.cert.pem()).unwrap();
+    let mut untrusted = options(true, "s3cret", "x:".into());
+    untrusted.connect.tls.ca_file = Some(other_ca);
+    assert!(RedisStore::open(&untrusted).await.is_err(), "the server certificate is verified");
+}
