@@ -70,10 +70,21 @@ pub struct PgServer {
     pub port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// `-c` settings for TLS, when started with [`PgServer::start_tls`].
+    tls: Vec<String>,
 }
 
 impl PgServer {
     pub fn start() -> PgServer {
+        PgServer::start_with(None)
+    }
+
+    /// Started with `ssl = on`, serving this certificate and key (PEM).
+    pub fn start_tls(cert: &std::path::Path, key: &std::path::Path) -> PgServer {
+        PgServer::start_with(Some((cert, key)))
+    }
+
+    fn start_with(tls: Option<(&std::path::Path, &std::path::Path)>) -> PgServer {
         require(&format!("{BIN}/initdb"), "postgresql-15");
         require("setpriv", "util-linux");
         let dir = tempfile::Builder::new().prefix("greygate-pg-").tempdir().expect("temp dir");
@@ -86,7 +97,24 @@ impl PgServer {
             .status()
             .expect("run initdb");
         assert!(status.success(), "initdb failed");
-        let mut s = PgServer { port: free_port(), dir, child: None };
+        let mut settings = Vec::new();
+        if let Some((cert, key)) = tls {
+            // The server insists on owning its key, readable by it alone.
+            let (c, k) = (dir.path().join("server.crt"), dir.path().join("server.key"));
+            std::fs::copy(cert, &c).expect("copy cert");
+            std::fs::copy(key, &k).expect("copy key");
+            for f in [&c, &k] {
+                nix::unistd::chown(f, Some(user.uid), Some(user.gid)).expect("chown");
+            }
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&k, std::fs::Permissions::from_mode(0o600)).expect("chmod key");
+            settings = vec![
+                "ssl=on".to_owned(),
+                format!("ssl_cert_file={}", c.display()),
+                format!("ssl_key_file={}", k.display()),
+            ];
+        }
+        let mut s = PgServer { port: free_port(), dir, child: None, tls: settings };
         s.restart();
         let (ok, _) = psql_db(s.port, "postgres", "CREATE DATABASE test");
         assert!(ok, "create database test");
@@ -105,6 +133,7 @@ impl PgServer {
             .args(["-D", &data(&self.dir).display().to_string(), "-p", &self.port.to_string()])
             .args(["-c", "listen_addresses=127.0.0.1", "-c", &format!("unix_socket_directories={socket_dir}")])
             .args(["-c", "fsync=off", "-c", "max_connections=50"])
+            .args(self.tls.iter().flat_map(|t| ["-c", t.as_str()]))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -267,3 +267,28 @@ fn postgres_killed_and_restarted_under_load() {
     let server = std::cell::RefCell::new(&mut server);
     outage(&mut g, || server.borrow_mut().kill(), || server.borrow_mut().restart());
 }
+
+/// PostgreSQL over TLS, the server certificate verified against `tls_ca`.
+#[test]
+fn postgres_over_tls() {
+    let cert = greygate_testkit::certs::TestCert::new(&["127.0.0.1"]);
+    let server = PgServer::start_tls(&cert.cert, &cert.key);
+    let schema = PgSchema::on_port(server.port);
+    let store = format!("{}tls = true\ntls_ca = \"{}\"\n", postgres_store(&server.url(), &schema), cert.cert.display());
+    let (_dir, g) = start(&store, "");
+    let mut c = PolicyClient::connect(g.addr());
+    assert!(c.ask(&rcpt_request("192.0.2.1", "a@example.org", "r@x", "t")).starts_with("DEFER_IF_PERMIT 4.7.1"));
+    let ssl = schema.query(
+        "SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'greygate'",
+    );
+    assert_eq!(ssl.trim(), "t", "greygate's connections use TLS");
+    // A CA that did not sign the server's certificate: greygate refuses to start.
+    let other = greygate_testkit::certs::TestCert::new(&["127.0.0.1"]);
+    let bad = format!("{}tls = true\ntls_ca = \"{}\"\n", postgres_store(&server.url(), &schema), other.cert.display());
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("bad.toml");
+    std::fs::write(&conf, format!("[store]\n{bad}\n[policy]\nlisten = [\"127.0.0.1:0\"]\n")).unwrap();
+    let (code, _, err) = run(bin(), dir.path(), &["--config", conf.to_str().unwrap(), "stats"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("PostgreSQL"), "{err}");
+}

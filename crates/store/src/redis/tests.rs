@@ -108,3 +108,21 @@ async fn key_parts_with_spaces_and_percent_signs_round_trip() {
     assert_eq!(unescape("a%25b%20c%01").as_deref(), Some("a%b c\u{1}"));
     assert_eq!(unescape("bad%2"), None);
 }
+
+#[test]
+fn stored_text_decoders_round_trip() {
+    for text in [
+        "1000 1400 1400 2 1 3111400",
+        "1000 1000 - 1 0 87400",
+        "5 1000 2000 3112000",
+        "+5 -1 2 3",
+        "192.0.2.0/24 a%20b@x r%25@y",
+        "a%2",
+        "%FF%FE",
+        "x  y z",
+        "",
+        "ü %C3%BC",
+    ] {
+        check_decoders(text);
+    }
+}
