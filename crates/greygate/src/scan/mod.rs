@@ -30,6 +30,7 @@ use greygate_proto::smtp::{Reply, Unstuffer};
 pub use self::spool::Spool;
 use crate::config::ProxyConfig;
 use crate::config::scan::{ScanAction, ScanPlan};
+use crate::serve::proxy::replies::{scanner_failed_reply, spam_reply, too_big_reply, virus_reply};
 
 /// What the scanners decided for one message.
 #[derive(Debug)]
@@ -143,11 +144,12 @@ impl MessageScan {
             counters: Vec::new(),
             millis: 0,
         };
-        let scan = self.config.scan.clone();
+        let config = self.config.clone();
+        let scan = &config.scan;
         if self.too_big() {
             report.counters.push("scan_too_big");
-            report.outcome =
-                act(scan.too_big, || too_big_reply(scan.too_big), Outcome::Deliver { headers: Vec::new() });
+            report.outcome = refuse(scan.too_big, || too_big_reply(scan.too_big))
+                .map_or(Outcome::Deliver { headers: Vec::new() }, Outcome::Refuse);
             report.millis = self.started.elapsed().as_millis() as u64;
             return report;
         }
@@ -247,42 +249,6 @@ impl MessageScan {
 
 fn refuse(action: ScanAction, reply: impl FnOnce() -> Reply) -> Option<Reply> {
     (action != ScanAction::Accept).then(reply)
-}
-
-fn act(action: ScanAction, reply: impl FnOnce() -> Reply, deliver: Outcome) -> Outcome {
-    refuse(action, reply).map_or(deliver, Outcome::Refuse)
-}
-
-fn virus_reply(action: ScanAction, name: &str) -> Reply {
-    let name: String = name.chars().filter(|c| c.is_ascii_graphic()).take(100).collect();
-    match action {
-        ScanAction::Tempfail => Reply::new(451, format!("4.7.1 Message deferred: virus found ({name})")),
-        _ => Reply::new(554, format!("5.7.1 Message refused: virus found ({name})")),
-    }
-}
-
-fn spam_reply(action: ScanAction, score: f64) -> Reply {
-    match action {
-        ScanAction::Tempfail => Reply::new(
-            451,
-            format!("4.7.1 Message deferred as possible spam (score {score:.1}), please try again later"),
-        ),
-        _ => Reply::new(554, format!("5.7.1 Message refused as spam (score {score:.1})")),
-    }
-}
-
-fn scanner_failed_reply(action: ScanAction) -> Reply {
-    match action {
-        ScanAction::Reject => Reply::new(554, "5.3.0 Message refused: it could not be scanned"),
-        _ => Reply::new(451, "4.3.0 Message could not be scanned now, please try again later"),
-    }
-}
-
-fn too_big_reply(action: ScanAction) -> Reply {
-    match action {
-        ScanAction::Reject => Reply::new(552, "5.3.4 Message too big to be scanned"),
-        _ => Reply::new(451, "4.3.4 Message too big to be scanned now, please try again later"),
-    }
 }
 
 /// SpamAssassin's own header shapes, folded at commas.

@@ -8,7 +8,7 @@
 //! leg to the MTA; the SMTP protocol itself is in `greygate_proto::smtp`.
 
 mod received;
-mod replies;
+pub(crate) mod replies;
 mod session;
 pub mod tls;
 mod upstream;

@@ -10,6 +10,7 @@
 use greygate_proto::smtp::Reply;
 
 use super::upstream::UpstreamError;
+use crate::config::scan::ScanAction;
 
 /// Where in a transaction a failure happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +104,40 @@ pub fn start_data() -> Reply {
 /// An engine refusal as an SMTP reply.
 pub fn engine(reply: &greygate_engine::Reply) -> Reply {
     Reply::new(reply.code, reply.status_and_text())
+}
+
+// Content scanning (crate::scan): the action decides 5xx or 4xx.
+
+pub fn virus_reply(action: ScanAction, name: &str) -> Reply {
+    let name: String = name.chars().filter(|c| c.is_ascii_graphic()).take(100).collect();
+    match action {
+        ScanAction::Tempfail => Reply::new(451, format!("4.7.1 Message deferred: virus found ({name})")),
+        _ => Reply::new(554, format!("5.7.1 Message refused: virus found ({name})")),
+    }
+}
+
+pub fn spam_reply(action: ScanAction, score: f64) -> Reply {
+    match action {
+        ScanAction::Tempfail => Reply::new(
+            451,
+            format!("4.7.1 Message deferred as possible spam (score {score:.1}), please try again later"),
+        ),
+        _ => Reply::new(554, format!("5.7.1 Message refused as spam (score {score:.1})")),
+    }
+}
+
+pub fn scanner_failed_reply(action: ScanAction) -> Reply {
+    match action {
+        ScanAction::Reject => Reply::new(554, "5.3.0 Message refused: it could not be scanned"),
+        _ => Reply::new(451, "4.3.0 Message could not be scanned now, please try again later"),
+    }
+}
+
+pub fn too_big_reply(action: ScanAction) -> Reply {
+    match action {
+        ScanAction::Reject => Reply::new(552, "5.3.4 Message too big to be scanned"),
+        _ => Reply::new(451, "4.3.4 Message too big to be scanned now, please try again later"),
+    }
 }
 
 #[cfg(test)]
