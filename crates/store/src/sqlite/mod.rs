@@ -23,13 +23,14 @@ mod checkpoint;
 mod filter;
 mod log;
 mod schema;
+mod shortcut;
 mod state;
 mod table;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -37,6 +38,7 @@ use async_trait::async_trait;
 use rusqlite::{Connection, ErrorCode, OpenFlags, params};
 use tokio::sync::oneshot;
 
+use self::shortcut::Shortcut;
 use self::state::State;
 use self::writer::{Job, read_txn, write_txn};
 use crate::model::{ClientRecord, Entry, EntryState};
@@ -93,6 +95,8 @@ pub struct SqliteStore {
     jobs: Option<Sender<Job>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     path: PathBuf,
+    /// Decisions that write nothing, answered on the caller's thread.
+    shortcut: Arc<Shortcut>,
 }
 
 impl SqliteStore {
@@ -146,16 +150,18 @@ impl SqliteStore {
         let checkpointer = spawn("greygate-ckpt", Box::new(move || checkpoint::run(path, synchronous, stop)))?;
         let (tx, rx) = mpsc::channel();
         let compact_on_close = options.compact_on_close;
+        let shortcut = Arc::new(Shortcut::default());
+        let for_writer = Arc::clone(&shortcut);
         let writer = spawn(
             "greygate-sqlite",
             Box::new(move || {
-                writer::run(conn, rx, compact_on_close);
+                writer::run(conn, rx, compact_on_close, for_writer);
                 // The writer checkpointed at its shutdown; stop the other.
                 drop(stop_checkpoints);
                 let _ = checkpointer.join();
             }),
         )?;
-        Ok(SqliteStore { jobs: Some(tx), thread: Mutex::new(Some(writer)), path: options.path.clone() })
+        Ok(SqliteStore { jobs: Some(tx), thread: Mutex::new(Some(writer)), path: options.path.clone(), shortcut })
     }
 
     pub fn path(&self) -> &Path {
@@ -266,6 +272,9 @@ impl Store for SqliteStore {
     }
 
     async fn decide(&self, req: &DecideRequest) -> Result<Decision, StoreError> {
+        if let Some(decision) = self.shortcut.decide(req) {
+            return Ok(decision);
+        }
         self.decide_job(req, true).await
     }
 
@@ -505,6 +514,7 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) -> Result<(), StoreError> {
+        self.shortcut.close();
         let (done, wait) = oneshot::channel();
         self.send(Job::Close(done))?;
         let _ = wait.await;

@@ -18,11 +18,14 @@
 //! [`State::compact`] moves the oldest log rows into the snapshot, in key
 //! order, and deletes them; their keys leave memory.
 
+use std::sync::Arc;
+
 use foldhash::HashMap;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::filter::SnapshotFilter;
 use super::log::{self, Batch, ClientChange, ClientTimes, Times, TripletChange};
+use super::shortcut::Shortcut;
 use super::table::Table;
 use crate::TripletKey;
 use crate::model::{ClientRecord, Entry};
@@ -140,6 +143,16 @@ impl Pending {
     fn is_empty(&self) -> bool {
         self.triplets.is_empty() && self.clients.is_empty()
     }
+
+    /// Whether this transaction writes the triplet.
+    pub fn writes_triplet(&self, key: &TripletKey) -> bool {
+        self.triplets.contains_key(key)
+    }
+
+    /// Whether this transaction writes the client record.
+    pub fn writes_client(&self, client: &str) -> bool {
+        self.clients.contains_key(client)
+    }
 }
 
 /// What a compaction step moved, to forget after COMMIT.
@@ -174,9 +187,17 @@ pub(super) struct State {
     /// Which keys the snapshot may hold; `None` until (re)built, when every
     /// miss in memory probes SQLite.
     filter: Option<SnapshotFilter>,
+    /// Records of decisions that wrote nothing, for callers to answer
+    /// alike without the writer; kept coherent from here.
+    shortcut: Arc<Shortcut>,
 }
 
 impl State {
+    /// An empty mirror that keeps `shortcut` coherent.
+    pub fn new(shortcut: Arc<Shortcut>) -> State {
+        State { shortcut, ..State::default() }
+    }
+
     /// Keys held in memory (one per key with log rows).
     pub fn len(&self) -> usize {
         self.triplets.len() + self.clients.len()
@@ -188,8 +209,12 @@ impl State {
     pub fn catch_up(&mut self, conn: &Connection) -> rusqlite::Result<()> {
         let data_version: i64 = conn.prepare_cached("PRAGMA data_version")?.query_row([], |r| r.get(0))?;
         if self.data_version == Some(data_version) {
+            self.shortcut.caught_up(false);
             return Ok(());
         }
+        // Forgotten before anything else changes, so that even a failed
+        // catch-up leaves nothing stale behind.
+        self.shortcut.caught_up(true);
         let (compacted, last): (i64, i64) = conn
             .prepare_cached(
                 "SELECT value, max(value, coalesce((SELECT max(seq) FROM log), 0))
@@ -200,7 +225,7 @@ impl State {
             // Another process compacted log rows we never read: our memory
             // may hold states they changed. The snapshot has their result
             // now, so start over from it and what is left of the log.
-            *self = State::default();
+            *self = State { shortcut: Arc::clone(&self.shortcut), ..State::default() };
         } else if compacted > self.compacted {
             // Rows we had read were compacted by another process: their
             // keys' states are in the snapshot now; free the memory.
@@ -264,6 +289,7 @@ impl State {
         if pending.is_empty() {
             return;
         }
+        self.shortcut.forget(pending.triplets.keys(), pending.clients.keys());
         self.seq = pending.seq;
         self.triplets.extend(pending.triplets);
         self.clients.extend(pending.clients);

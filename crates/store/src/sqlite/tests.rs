@@ -261,3 +261,41 @@ async fn compaction_of_unseen_rows_does_not_leave_stale_state() {
     assert_eq!(server.decide(&request("a@x", 100)).await.unwrap().outcome, Outcome::New);
     server.close().await.unwrap();
 }
+
+/// A passed triplet seen again is answered from the shortcut; our own
+/// writes are seen at once, another process's within `shortcut::FRESH`.
+#[tokio::test]
+async fn known_senders_take_the_shortcut_and_it_stays_coherent() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = SqliteOptions::new(dir.path().join("greygate.db"));
+    let store = SqliteStore::open(&options).unwrap();
+    store.decide(&request("a@x", 0)).await.unwrap();
+    store.decide(&request("a@x", 400)).await.unwrap();
+    // Read by the writer (a decision that writes nothing), then remembered.
+    assert_eq!(store.decide(&request("a@x", 401)).await.unwrap().outcome, Outcome::Passed);
+    let shortcut = store.shortcut.decide(&request("a@x", 402)).expect("remembered");
+    assert_eq!(shortcut.outcome, Outcome::Passed);
+    assert_eq!(store.decide(&request("a@x", 402)).await.unwrap(), shortcut);
+
+    // Our own delete: gone at once.
+    store
+        .delete_entries(&EntryFilter { sender: Some(crate::Glob::new("a@x")), ..EntryFilter::default() })
+        .await
+        .unwrap();
+    assert!(store.shortcut.decide(&request("a@x", 403)).is_none());
+    assert_eq!(store.decide(&request("a@x", 403)).await.unwrap().outcome, Outcome::New);
+
+    // Pass it again, then another process (the admin CLI) deletes it.
+    store.decide(&request("a@x", 800)).await.unwrap();
+    store.decide(&request("a@x", 801)).await.unwrap();
+    assert!(store.shortcut.decide(&request("a@x", 802)).is_some());
+    let admin = SqliteStore::open(&SqliteOptions { compact_on_close: false, ..options.clone() }).unwrap();
+    admin.delete_entries(&EntryFilter::default()).await.unwrap();
+    admin.close().await.unwrap();
+    tokio::time::sleep(shortcut::FRESH + std::time::Duration::from_millis(100)).await;
+    assert!(store.shortcut.decide(&request("a@x", 803)).is_none(), "stale: must ask the writer");
+    assert_eq!(store.decide(&request("a@x", 803)).await.unwrap().outcome, Outcome::New);
+
+    store.close().await.unwrap();
+    assert!(store.shortcut.decide(&request("a@x", 804)).is_none(), "closed");
+}

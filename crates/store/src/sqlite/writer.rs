@@ -14,6 +14,7 @@
 
 use std::cell::Cell;
 use std::ffi::c_int;
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::Duration;
 
@@ -22,6 +23,7 @@ use rusqlite::{Connection, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
 use super::error;
+use super::shortcut::{Read, Shortcut};
 use super::state::{Pending, State};
 use crate::model::{self, ClientRecord, Entry};
 use crate::{DecideRequest, Decision, StoreError};
@@ -72,9 +74,9 @@ fn note_wal_frames(_: &Wal, frames: c_int) -> rusqlite::Result<()> {
     Ok(())
 }
 
-pub(super) fn run(mut conn: Connection, jobs: Receiver<Job>, compact_on_close: bool) {
+pub(super) fn run(mut conn: Connection, jobs: Receiver<Job>, compact_on_close: bool, shortcut: Arc<Shortcut>) {
     conn.wal_hook(Some(note_wal_frames));
-    let mut state = State::default();
+    let mut state = State::new(Arc::clone(&shortcut));
     let mut decisions: Vec<(DecideRequest, bool, Reply<Decision>)> = Vec::new();
     // Whether the log may hold rows to compact.
     let mut dirty = true;
@@ -103,11 +105,11 @@ pub(super) fn run(mut conn: Connection, jobs: Receiver<Job>, compact_on_close: b
             match current {
                 Job::Decide { req, write, reply } => decisions.push((req, write, reply)),
                 Job::Run(f) => {
-                    commit_decisions(&mut conn, &mut state, &mut decisions);
+                    commit_decisions(&mut conn, &mut state, &mut decisions, &shortcut);
                     f(&mut conn, &mut state);
                 }
                 Job::Close(done) => {
-                    commit_decisions(&mut conn, &mut state, &mut decisions);
+                    commit_decisions(&mut conn, &mut state, &mut decisions, &shortcut);
                     shut_down(conn, &mut state, compact_on_close);
                     let _ = done.send(());
                     return;
@@ -117,7 +119,7 @@ pub(super) fn run(mut conn: Connection, jobs: Receiver<Job>, compact_on_close: b
                 job = jobs.try_recv().ok();
             }
         }
-        let written = commit_decisions(&mut conn, &mut state, &mut decisions);
+        let written = commit_decisions(&mut conn, &mut state, &mut decisions, &shortcut);
         if state.len() > SOFT_LIMIT
             && written > 0
             && let Err(e) = compact_step(&mut conn, &mut state, 2 * written)
@@ -230,22 +232,31 @@ fn commit_decisions(
     conn: &mut Connection,
     state: &mut State,
     decisions: &mut Vec<(DecideRequest, bool, Reply<Decision>)>,
+    shortcut: &Shortcut,
 ) -> usize {
     if decisions.is_empty() {
         return 0;
     }
     let result = write_txn(conn, state, |state, pending, tx| {
         let mut out = Vec::with_capacity(decisions.len());
+        let mut reads = Vec::new();
         let mut written = 0;
         for (req, write, _) in decisions.iter() {
-            let (decision, rows) = decide(state, pending, tx, req, *write)?;
+            let (decision, rows, read) = decide(state, pending, tx, req, *write)?;
             out.push(decision);
             written += rows;
+            reads.extend(read);
         }
-        Ok((out, written))
+        // A key a later decision of this batch wrote is not what was read.
+        reads.retain(|r: &Read| {
+            r.entry.as_ref().is_none_or(|e| !pending.writes_triplet(&e.key))
+                && r.client.as_ref().is_none_or(|(c, _)| !pending.writes_client(c))
+        });
+        Ok((out, written, reads))
     });
     match result {
-        Ok((out, written)) => {
+        Ok((out, written, reads)) => {
+            shortcut.remember(reads);
             for ((_, _, reply), decision) in decisions.drain(..).zip(out) {
                 let _ = reply.send(Ok(decision));
             }
@@ -261,14 +272,15 @@ fn commit_decisions(
     }
 }
 
-/// One decision; returns it and the number of log rows written.
+/// One decision; returns it, the number of log rows written and, when it
+/// wrote nothing, what it read (for [`Shortcut`]).
 fn decide(
     state: &State,
     pending: &mut Pending,
     conn: &Connection,
     req: &DecideRequest,
     write: bool,
-) -> rusqlite::Result<(Decision, usize)> {
+) -> rusqlite::Result<(Decision, usize, Option<Read>)> {
     let client = match &req.auto_whitelist {
         Some(awl) => state.client(pending, conn, &awl.client)?,
         None => None,
@@ -288,8 +300,12 @@ fn decide(
             rows += 1;
         }
     }
+    let read = (write && rows == 0).then(|| Read {
+        client: req.auto_whitelist.as_ref().map(|awl| (awl.client.clone(), client.clone())),
+        entry: if whitelisted { None } else { entry },
+    });
     let decision = Decision { outcome: step.outcome, entry: step.entry };
-    Ok((decision, rows))
+    Ok((decision, rows, read))
 }
 
 pub(super) fn upsert_entry(conn: &Connection, e: &Entry) -> rusqlite::Result<()> {
