@@ -194,3 +194,28 @@ fn an_idle_client_is_timed_out_with_421() {
     assert_eq!(reply.code, 421, "{reply:?}");
     assert!(c.closed());
 }
+
+#[test]
+fn message_data_reaches_the_mta_as_it_arrives_after_our_headers() {
+    use std::sync::atomic::Ordering;
+
+    use greygate_testkit::wait_for;
+
+    let mta = FakeMta::start(Script::default());
+    let (_dir, g) = gateway(mta.addr, "", "");
+    let (mut c, _) = SmtpClient::connect(g.smtp_addr());
+    assert_eq!(open_transaction(&mut c).code, 250);
+    assert_eq!(c.cmd("DATA").code, 354);
+    // Our headers wait for the message's first piece, never for its end.
+    let part: String = (0..2000).map(|i| format!("streamed line {i:04}\r\n")).collect();
+    c.send_raw(format!("Subject: streaming\r\n\r\n{part}").as_bytes());
+    wait_for("the data at the MTA before the end of the message", Duration::from_secs(10), || {
+        (mta.data_bytes.load(Ordering::Relaxed) >= part.len()).then_some(())
+    });
+    assert!(mta.messages().is_empty());
+    c.send_raw(b"last line\r\n.\r\n");
+    assert_eq!(c.reply().code, 250);
+    let message = &mta.messages()[0];
+    assert!(message.starts_with("Received: from client.example"), "{message}");
+    assert!(message.contains(&format!("\r\nSubject: streaming\r\n\r\n{part}last line\r\n")), "{message}");
+}

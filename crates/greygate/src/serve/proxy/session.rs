@@ -33,6 +33,12 @@ use crate::config::ProxyConfig;
 use crate::scan::{MessageScan, Outcome};
 use crate::serve::{decision_log, unix_now};
 
+/// Free space made in the input buffer before each read: between
+/// commands (an idle session's buffer stays this small), and inside DATA,
+/// where a bigger read takes a small message whole.
+const COMMAND_READ: usize = 1024;
+const DATA_READ: usize = 16 * 1024;
+
 /// One mail transaction (MAIL to the end of DATA or RSET).
 struct Transaction {
     sender: String,
@@ -103,6 +109,12 @@ impl Session {
             while let Some(event) = self.smtp.poll() {
                 self.handle(event).await;
             }
+            // Message data from this read goes out before we wait for more.
+            if let Some(upstream) = self.upstream.as_mut()
+                && let Err(error) = upstream.flush().await
+            {
+                self.data_failed(error);
+            }
             if !self.flush().await || self.smtp.is_closed() {
                 break;
             }
@@ -113,6 +125,10 @@ impl Session {
             }
             let idle = !self.smtp.in_data() && !self.smtp.in_transaction();
             let wait = if self.smtp.in_data() { self.config.data_timeout } else { self.config.command_timeout };
+            // Room for a whole small message per read (one read, one send
+            // upstream); commands need little. Reclaims consumed space.
+            let room = if self.smtp.in_data() { DATA_READ } else { COMMAND_READ };
+            self.smtp.input().reserve(room);
             let read = tokio::select! {
                 () = self.shutdown.cancelled(), if idle => {
                     self.smtp.close(&replies::shutting_down(&self.config.hostname));
@@ -368,9 +384,8 @@ impl Session {
                 return replies::start_data();
             }
         }
-        if let Err(error) = self.upstream.as_mut().expect("checked above").send_data(header.as_bytes()).await {
-            self.data_failed(error);
-        }
+        // Sent with the first piece of the message.
+        self.upstream.as_mut().expect("checked above").queue_headers(header.as_bytes());
         replies::start_data()
     }
 
@@ -427,9 +442,9 @@ impl Session {
                 return;
             }
         }
-        let Some(upstream) = self.upstream.as_mut() else { return };
-        if let Err(error) = upstream.send_data(&self.chunk).await {
-            self.data_failed(error);
+        // Sent before the session waits for more input, or with the end.
+        if let Some(upstream) = self.upstream.as_mut() {
+            upstream.queue_data(&self.chunk);
         }
     }
 

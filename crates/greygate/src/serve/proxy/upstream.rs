@@ -59,6 +59,13 @@ pub struct Upstream {
     conn: Conn,
     reader: ReplyReader,
     buf: Vec<u8>,
+    /// Message data queued by [`Upstream::queue_data`], sent with the next
+    /// write: one send for our headers, a piece of the message and its
+    /// end, instead of three.
+    queued: Vec<u8>,
+    /// Whether [`Upstream::flush`] has anything to send: our own headers
+    /// alone wait for the client's first piece.
+    unflushed: bool,
     pub caps: Capabilities,
     pub host: String,
     peer: Option<std::net::SocketAddr>,
@@ -128,6 +135,8 @@ impl Upstream {
             conn: Conn::Plain(tcp),
             reader: ReplyReader::new(),
             buf: vec![0; 8192],
+            queued: Vec::new(),
+            unflushed: false,
             caps: Capabilities::default(),
             host: host.to_owned(),
             timeout: settings.timeout,
@@ -267,6 +276,29 @@ impl Upstream {
         self.write(bytes).await
     }
 
+    /// Relay message data with the next write ([`Upstream::flush`], or
+    /// the end of the message). The caller flushes before it waits for
+    /// more from the client, so data is never held back while idle.
+    pub fn queue_data(&mut self, bytes: &[u8]) {
+        self.queued.extend_from_slice(bytes);
+        self.unflushed = true;
+    }
+
+    /// Queue the headers we put on top of the message; unlike
+    /// [`Upstream::queue_data`] they wait for the message's first piece
+    /// (or its end), not for the next flush.
+    pub fn queue_headers(&mut self, bytes: &[u8]) {
+        self.queued.extend_from_slice(bytes);
+    }
+
+    /// Send queued message data.
+    pub async fn flush(&mut self) -> Result<(), UpstreamError> {
+        if !self.unflushed {
+            return Ok(());
+        }
+        self.write(&[]).await
+    }
+
     /// End the message and wait for the MTA's verdict on it. The MTA may
     /// take a while (its own filters), so the wait is twice the usual.
     pub async fn end_data(&mut self) -> Result<Reply, UpstreamError> {
@@ -285,8 +317,18 @@ impl Upstream {
         .await;
     }
 
+    /// Write queued data, then `bytes`, in one go.
     async fn write(&mut self, bytes: &[u8]) -> Result<(), UpstreamError> {
-        match timeout(self.timeout, self.conn.write_all(bytes)).await {
+        let all = if self.queued.is_empty() {
+            bytes
+        } else {
+            self.queued.extend_from_slice(bytes);
+            &self.queued
+        };
+        let result = timeout(self.timeout, self.conn.write_all(all)).await;
+        self.queued.clear();
+        self.unflushed = false;
+        match result {
             Ok(Ok(())) => Ok(()),
             Ok(Err(error)) => Err(UpstreamError::Io(error)),
             Err(_) => Err(UpstreamError::Timeout),
