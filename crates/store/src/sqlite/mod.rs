@@ -9,7 +9,9 @@
 //! of appends. Compaction folds the log into the snapshot when the writer
 //! is idle. Maintenance (expiry, purge, deletes) works in bounded batches,
 //! each its own short transaction, so it never stalls decisions for long,
-//! unlike postgrey's nightly whole-database walk.
+//! unlike postgrey's nightly whole-database walk. Decisions that write
+//! nothing (known senders) are answered on the caller's thread from
+//! records the writer remembered ([`shortcut`]).
 //!
 //! Several processes may use one file (the server and the admin CLI, or
 //! two servers): each catches up on the others' log rows at the start of
