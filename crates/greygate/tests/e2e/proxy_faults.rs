@@ -218,4 +218,9 @@ fn message_data_reaches_the_mta_as_it_arrives_after_our_headers() {
     let message = &mta.messages()[0];
     assert!(message.starts_with("Received: from client.example"), "{message}");
     assert!(message.contains(&format!("\r\nSubject: streaming\r\n\r\n{part}last line\r\n")), "{message}");
+    // A clean end of session says QUIT upstream (without waiting for 221).
+    assert_eq!(c.cmd("QUIT").code, 221);
+    wait_for("QUIT at the MTA", Duration::from_secs(10), || {
+        mta.commands().iter().any(|l| l.eq_ignore_ascii_case("QUIT")).then_some(())
+    });
 }

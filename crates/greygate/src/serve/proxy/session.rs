@@ -164,7 +164,10 @@ impl Session {
         {
             upstream.quit().await;
         }
-        let _ = self.conn.shutdown().await;
+        // Closing is enough for plain TCP; TLS says close_notify first.
+        if self.conn.is_tls() {
+            let _ = self.conn.shutdown().await;
+        }
     }
 
     /// Write pending output; false when the client is gone.

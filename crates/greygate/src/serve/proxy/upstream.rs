@@ -129,7 +129,7 @@ impl Upstream {
             Err(_) => return Err(UpstreamError::Timeout),
         };
         let _ = tcp.set_nodelay(true);
-        let peer = tcp.peer_addr().ok();
+        let peer = host.parse().ok().or_else(|| tcp.peer_addr().ok());
         Ok(Upstream {
             peer,
             conn: Conn::Plain(tcp),
@@ -306,13 +306,14 @@ impl Upstream {
         self.read_reply(self.timeout * 2).await
     }
 
-    /// Best-effort QUIT; errors are irrelevant at this point.
+    /// Best-effort QUIT, without waiting for the 221 (as Postfix's own
+    /// proxy does): it tells us nothing, and waiting costs a round trip
+    /// per session. A TLS session also gets its close_notify.
     pub async fn quit(mut self) {
         let _ = timeout(Duration::from_secs(5), async {
-            if self.write(b"QUIT\r\n").await.is_ok() {
-                let _ = self.read_reply(Duration::from_secs(5)).await;
+            if self.write(b"QUIT\r\n").await.is_ok() && self.conn.is_tls() {
+                let _ = self.conn.shutdown().await;
             }
-            let _ = self.conn.shutdown().await;
         })
         .await;
     }
