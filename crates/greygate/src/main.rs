@@ -64,7 +64,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
         .enable_all()
         .thread_name("greygate")
         .on_thread_start(logging::buffer_this_thread)
-        .on_thread_park(logging::flush_this_thread)
+        .on_thread_park(|| {
+            // Decisions queued while this thread was busy are committed
+            // together, now that it has nothing else to do.
+            greygate_store::sqlite::wake_deferred();
+            logging::flush_this_thread();
+        })
         .on_thread_stop(logging::flush_this_thread)
         .build()
         .context("cannot start the async runtime")?;

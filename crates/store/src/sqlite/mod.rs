@@ -3,10 +3,11 @@
 //! State lives in two forms in the same file: *snapshot* tables keyed by
 //! triplet and client, and append-only *log* tables where every change is
 //! written first ([`state`] explains the model). One writer thread owns the
-//! connection ([`writer`]); async callers send it jobs and await the
-//! answer. Decisions are group-committed, and a decision costs an append,
-//! not a random B-tree write, so a burst of new triplets runs at the speed
-//! of appends. Compaction folds the log into the snapshot when the writer
+//! connection ([`writer`]); async callers queue it jobs ([`queue`]: a
+//! serving thread wakes it when it parks, so decisions come in batches)
+//! and await the answer. Decisions are group-committed, and a decision
+//! costs an append, not a random B-tree write, so a burst of new triplets
+//! runs at the speed of appends. Compaction folds the log into the snapshot when the writer
 //! is idle. Maintenance (expiry, purge, deletes) works in bounded batches,
 //! each its own short transaction, so it never stalls decisions for long,
 //! unlike postgrey's nightly whole-database walk. Decisions that write
@@ -24,6 +25,7 @@
 mod checkpoint;
 mod filter;
 mod log;
+mod queue;
 mod schema;
 mod shortcut;
 mod state;
@@ -31,7 +33,7 @@ mod table;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Sender};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -40,6 +42,8 @@ use async_trait::async_trait;
 use rusqlite::{Connection, ErrorCode, OpenFlags, params};
 use tokio::sync::oneshot;
 
+use self::queue::JobQueue;
+pub use self::queue::wake_deferred;
 use self::shortcut::Shortcut;
 use self::state::State;
 use self::writer::{Job, read_txn, write_txn};
@@ -92,9 +96,8 @@ const CHUNK: usize = 1000;
 
 /// The SQLite backend.
 pub struct SqliteStore {
-    /// `None` only while dropping. A sender is shared by all callers
-    /// without a lock; after `Close` the writer is gone and sends fail.
-    jobs: Option<Sender<Job>>,
+    /// Jobs for the writer thread; closed when the store is dropped.
+    jobs: Arc<JobQueue>,
     thread: Mutex<Option<JoinHandle<()>>>,
     path: PathBuf,
     /// Decisions that write nothing, answered on the caller's thread.
@@ -150,20 +153,22 @@ impl SqliteStore {
         let (stop_checkpoints, stop) = mpsc::channel();
         let path = options.path.clone();
         let checkpointer = spawn("greygate-ckpt", Box::new(move || checkpoint::run(path, synchronous, stop)))?;
-        let (tx, rx) = mpsc::channel();
+        let jobs = Arc::new(JobQueue::default());
+        let for_writer_jobs = Arc::clone(&jobs);
         let compact_on_close = options.compact_on_close;
         let shortcut = Arc::new(Shortcut::default());
         let for_writer = Arc::clone(&shortcut);
         let writer = spawn(
             "greygate-sqlite",
             Box::new(move || {
-                writer::run(conn, rx, compact_on_close, for_writer);
+                writer::run(conn, &for_writer_jobs, compact_on_close, for_writer);
+                for_writer_jobs.abandon();
                 // The writer checkpointed at its shutdown; stop the other.
                 drop(stop_checkpoints);
                 let _ = checkpointer.join();
             }),
         )?;
-        Ok(SqliteStore { jobs: Some(tx), thread: Mutex::new(Some(writer)), path: options.path.clone(), shortcut })
+        Ok(SqliteStore { jobs, thread: Mutex::new(Some(writer)), path: options.path.clone(), shortcut })
     }
 
     pub fn path(&self) -> &Path {
@@ -171,7 +176,8 @@ impl SqliteStore {
     }
 
     fn send(&self, job: Job) -> Result<(), StoreError> {
-        self.jobs.as_ref().ok_or(StoreError::Closed)?.send(job).map_err(|_| StoreError::Closed)
+        let decision = matches!(job, Job::Decide { .. });
+        if self.jobs.push(job, decision) { Ok(()) } else { Err(StoreError::Closed) }
     }
 
     /// Run `f` on the writer thread and wait for its result.
@@ -195,9 +201,9 @@ impl SqliteStore {
 
 impl Drop for SqliteStore {
     fn drop(&mut self) {
-        // Dropping the sender ends the writer loop after queued jobs; wait
+        // Closing the queue ends the writer loop after queued jobs; wait
         // for it so the file is compacted and closed before we return.
-        self.jobs.take();
+        self.jobs.close();
         if let Some(t) = self.thread.get_mut().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = t.join();
         }

@@ -15,14 +15,14 @@
 use std::cell::Cell;
 use std::ffi::c_int;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::hooks::Wal;
 use rusqlite::{Connection, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
 use super::error;
+use super::queue::{JobQueue, Waited};
 use super::shortcut::{Read, Shortcut};
 use super::state::{Pending, State};
 use crate::model::{self, ClientRecord, Entry};
@@ -74,29 +74,27 @@ fn note_wal_frames(_: &Wal, frames: c_int) -> rusqlite::Result<()> {
     Ok(())
 }
 
-pub(super) fn run(mut conn: Connection, jobs: Receiver<Job>, compact_on_close: bool, shortcut: Arc<Shortcut>) {
+pub(super) fn run(mut conn: Connection, jobs: &JobQueue, compact_on_close: bool, shortcut: Arc<Shortcut>) {
     conn.wal_hook(Some(note_wal_frames));
     let mut state = State::new(Arc::clone(&shortcut));
     let mut decisions: Vec<(DecideRequest, bool, Reply<Decision>)> = Vec::new();
     // Whether the log may hold rows to compact.
     let mut dirty = true;
     let mut next: Option<Job> = None;
+    let mut last_job = Instant::now();
     loop {
         let first = match next.take() {
             Some(job) => job,
-            None if dirty => match jobs.recv_timeout(IDLE) {
-                Ok(job) => job,
-                Err(RecvTimeoutError::Timeout) => {
-                    (next, dirty) = compact_while_idle(&mut conn, &mut state, &jobs);
+            None => match jobs.wait(dirty.then_some(IDLE), last_job) {
+                Waited::Job(job) => job,
+                Waited::Timeout => {
+                    (next, dirty) = compact_while_idle(&mut conn, &mut state, jobs);
                     continue;
                 }
-                Err(RecvTimeoutError::Disconnected) => break,
-            },
-            None => match jobs.recv() {
-                Ok(job) => job,
-                Err(_) => break,
+                Waited::Closed => break,
             },
         };
+        last_job = Instant::now();
         dirty = true;
         let mut job = Some(first);
         let mut taken = 0;
@@ -116,7 +114,7 @@ pub(super) fn run(mut conn: Connection, jobs: Receiver<Job>, compact_on_close: b
                 }
             }
             if taken < MAX_BATCH {
-                job = jobs.try_recv().ok();
+                job = jobs.try_pop();
             }
         }
         let written = commit_decisions(&mut conn, &mut state, &mut decisions, &shortcut);
@@ -138,7 +136,7 @@ pub(super) fn run(mut conn: Connection, jobs: Receiver<Job>, compact_on_close: b
 
 /// Compact while no job is waiting. Returns the job that interrupted, if
 /// any, and whether the log may still hold rows.
-fn compact_while_idle(conn: &mut Connection, state: &mut State, jobs: &Receiver<Job>) -> (Option<Job>, bool) {
+fn compact_while_idle(conn: &mut Connection, state: &mut State, jobs: &JobQueue) -> (Option<Job>, bool) {
     loop {
         match compact_step(conn, state, IDLE_CHUNK) {
             Ok(0) => return (None, false),
@@ -148,10 +146,8 @@ fn compact_while_idle(conn: &mut Connection, state: &mut State, jobs: &Receiver<
                 return (None, false);
             }
         }
-        match jobs.try_recv() {
-            Ok(job) => return (Some(job), true),
-            Err(TryRecvError::Empty) => {}
-            Err(TryRecvError::Disconnected) => return (None, true),
+        if let Some(job) = jobs.try_pop() {
+            return (Some(job), true);
         }
     }
 }
