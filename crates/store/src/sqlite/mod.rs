@@ -7,10 +7,11 @@
 //! serving thread wakes it when it parks, so decisions come in batches)
 //! and await the answer. Decisions are group-committed, and a decision
 //! costs an append, not a random B-tree write, so a burst of new triplets
-//! runs at the speed of appends. Compaction folds the log into the snapshot when the writer
-//! is idle. Maintenance (expiry, purge, deletes) works in bounded batches,
-//! each its own short transaction, so it never stalls decisions for long,
-//! unlike postgrey's nightly whole-database walk. Decisions that write
+//! runs at the speed of appends. Compaction folds the log into the
+//! snapshot when the writer is idle. Maintenance (expiry, purge, deletes)
+//! works in bounded batches, each its own short transaction, so it never
+//! stalls decisions for long, unlike postgrey's nightly whole-database
+//! walk. Decisions that write
 //! nothing (known senders) are answered on the caller's thread from
 //! records the writer remembered ([`shortcut`]).
 //!

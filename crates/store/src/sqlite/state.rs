@@ -25,7 +25,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::filter::SnapshotFilter;
 use super::log::{self, Batch, ClientChange, ClientTimes, Times, TripletChange};
-use super::shortcut::Shortcut;
+use super::shortcut::{Read, Shortcut};
 use super::table::Table;
 use crate::TripletKey;
 use crate::model::{ClientRecord, Entry};
@@ -282,6 +282,12 @@ impl State {
             }
         }
         Ok(())
+    }
+
+    /// Remember what committed decisions that wrote nothing read, for
+    /// callers to answer alike without the writer.
+    pub fn remember(&self, reads: Vec<Read>) {
+        self.shortcut.remember(reads);
     }
 
     /// Make a committed transaction's writes part of the mirror.

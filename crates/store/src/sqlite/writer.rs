@@ -76,7 +76,7 @@ fn note_wal_frames(_: &Wal, frames: c_int) -> rusqlite::Result<()> {
 
 pub(super) fn run(mut conn: Connection, jobs: &JobQueue, compact_on_close: bool, shortcut: Arc<Shortcut>) {
     conn.wal_hook(Some(note_wal_frames));
-    let mut state = State::new(Arc::clone(&shortcut));
+    let mut state = State::new(shortcut);
     let mut decisions: Vec<(DecideRequest, bool, Reply<Decision>)> = Vec::new();
     // Whether the log may hold rows to compact.
     let mut dirty = true;
@@ -103,11 +103,11 @@ pub(super) fn run(mut conn: Connection, jobs: &JobQueue, compact_on_close: bool,
             match current {
                 Job::Decide { req, write, reply } => decisions.push((req, write, reply)),
                 Job::Run(f) => {
-                    commit_decisions(&mut conn, &mut state, &mut decisions, &shortcut);
+                    commit_decisions(&mut conn, &mut state, &mut decisions);
                     f(&mut conn, &mut state);
                 }
                 Job::Close(done) => {
-                    commit_decisions(&mut conn, &mut state, &mut decisions, &shortcut);
+                    commit_decisions(&mut conn, &mut state, &mut decisions);
                     shut_down(conn, &mut state, compact_on_close);
                     let _ = done.send(());
                     return;
@@ -117,7 +117,7 @@ pub(super) fn run(mut conn: Connection, jobs: &JobQueue, compact_on_close: bool,
                 job = jobs.try_pop();
             }
         }
-        let written = commit_decisions(&mut conn, &mut state, &mut decisions, &shortcut);
+        let written = commit_decisions(&mut conn, &mut state, &mut decisions);
         if state.len() > SOFT_LIMIT
             && written > 0
             && let Err(e) = compact_step(&mut conn, &mut state, 2 * written)
@@ -228,7 +228,6 @@ fn commit_decisions(
     conn: &mut Connection,
     state: &mut State,
     decisions: &mut Vec<(DecideRequest, bool, Reply<Decision>)>,
-    shortcut: &Shortcut,
 ) -> usize {
     if decisions.is_empty() {
         return 0;
@@ -252,7 +251,7 @@ fn commit_decisions(
     });
     match result {
         Ok((out, written, reads)) => {
-            shortcut.remember(reads);
+            state.remember(reads);
             for ((_, _, reply), decision) in decisions.drain(..).zip(out) {
                 let _ = reply.send(Ok(decision));
             }
