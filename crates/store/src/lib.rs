@@ -34,6 +34,8 @@ pub mod model;
 pub mod postgres;
 pub mod redis;
 pub mod sqlite;
+#[cfg(test)]
+mod test_support;
 pub mod timeout;
 pub mod tls;
 

@@ -5,7 +5,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::*;
-use crate::{DecideRequest, Outcome, Timers, TripletKey};
+use crate::Outcome;
+use crate::test_support::request;
 
 pub const URL: &str = "host=127.0.0.1 port=5432 user=postgres dbname=test";
 
@@ -53,15 +54,6 @@ pub async fn make() -> (PostgresStore, TempSchema) {
 
 mod conformance {
     crate::conformance_suite!(super::make());
-}
-
-fn request(sender: &str, now: i64) -> DecideRequest {
-    DecideRequest {
-        triplet: TripletKey { client: "192.0.2.0/24".into(), sender: sender.into(), recipient: "r@y".into() },
-        timers: Timers { delay: 300, retry_window: 86400, pass_lifetime: 86400 },
-        auto_whitelist: None,
-        now,
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

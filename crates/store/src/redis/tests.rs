@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::*;
-use crate::{DecideRequest, Timers, TripletKey};
+use crate::test_support::request;
 
 pub const URL: &str = "redis://127.0.0.1:6379/";
 
@@ -49,15 +49,6 @@ pub async fn make() -> (RedisStore, TempPrefix) {
 
 mod conformance {
     crate::conformance_suite!(super::make());
-}
-
-fn request(sender: &str, now: i64) -> DecideRequest {
-    DecideRequest {
-        triplet: TripletKey { client: "192.0.2.0/24".into(), sender: sender.into(), recipient: "r@y".into() },
-        timers: Timers { delay: 300, retry_window: 86400, pass_lifetime: 86400 },
-        auto_whitelist: None,
-        now,
-    }
 }
 
 #[tokio::test]

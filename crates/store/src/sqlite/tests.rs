@@ -1,14 +1,6 @@
 use super::*;
-use crate::{DecideRequest, Outcome, Timers, TripletKey};
-
-fn request(sender: &str, now: i64) -> DecideRequest {
-    DecideRequest {
-        triplet: TripletKey { client: "192.0.2.0/24".into(), sender: sender.into(), recipient: "r@y".into() },
-        timers: Timers { delay: 300, retry_window: 86400, pass_lifetime: 86400 },
-        auto_whitelist: None,
-        now,
-    }
-}
+use crate::Outcome;
+use crate::test_support::request;
 
 #[tokio::test]
 async fn decisions_survive_reopening() {
