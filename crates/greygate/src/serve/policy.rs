@@ -9,17 +9,23 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::BytesMut;
 use greygate_engine::{Action, Engine, Facts, Stage, Verdict};
 use greygate_proto::policy::{self, Attr, Decoder, Request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::decision_log;
 use super::listen::Stream;
 use crate::config::{DeferAction, PolicyConfig};
+
+/// Free buffer space before each read: a whole request from Postfix (a
+/// kilobyte or two) fits, so one read takes it and one decode parses it.
+const READ_ROOM: usize = 4096;
 
 /// What every policy connection shares.
 pub struct PolicyContext {
@@ -31,11 +37,18 @@ pub struct PolicyContext {
 /// Serve one connection until the client closes it, it idles out, it
 /// sends garbage, or the server shuts down between requests.
 pub async fn serve(mut stream: Box<dyn Stream>, peer: String, ctx: Arc<PolicyContext>, shutdown: CancellationToken) {
-    let mut buf = BytesMut::with_capacity(4096);
+    let mut buf = BytesMut::with_capacity(READ_ROOM);
     let mut decoder = Decoder::new(ctx.config.load().limits);
     let mut out = Vec::with_capacity(512);
     // postgrey's rule: one X-Greylist header per message (instance).
     let mut prepended_instance = Prepended::default();
+    // One timer and one shutdown waiter for the connection's life, not one
+    // per read: a busy connection only notes when it last read.
+    let mut idle_timeout = ctx.config.load().idle_timeout;
+    let mut last_read = Instant::now();
+    let idle = tokio::time::sleep_until(last_read + idle_timeout);
+    let cancelled = shutdown.cancelled();
+    tokio::pin!(idle, cancelled);
     loop {
         loop {
             match decoder.decode(&mut buf) {
@@ -46,13 +59,13 @@ pub async fn serve(mut stream: Box<dyn Stream>, peer: String, ctx: Arc<PolicyCon
                 Ok(Some(request)) => {
                     let kind = request.get(Attr::Request);
                     tracing::warn!(frontend = "policy", %peer, request = ?kind, "not an smtpd_access_policy request; closing without reply");
-                    let _ = stream.write_all(&out).await;
+                    close_after_bad_input(stream, &out).await;
                     return;
                 }
                 Ok(None) => break,
                 Err(error) => {
                     tracing::warn!(frontend = "policy", %peer, %error, "malformed policy request; closing without reply");
-                    let _ = stream.write_all(&out).await;
+                    close_after_bad_input(stream, &out).await;
                     return;
                 }
             }
@@ -64,30 +77,69 @@ pub async fn serve(mut stream: Box<dyn Stream>, peer: String, ctx: Arc<PolicyCon
             }
             out.clear();
         }
-        let read = tokio::select! {
-            // Between requests, a shutdown closes the connection; Postfix
-            // reconnects to whichever server is up.
-            () = shutdown.cancelled(), if buf.is_empty() => return,
-            r = tokio::time::timeout(ctx.config.load().idle_timeout, stream.read_buf(&mut buf)) => r,
-        };
-        match read {
-            Err(_) => {
-                tracing::debug!(frontend = "policy", %peer, "idle timeout");
-                return;
+        // Room for a whole request, so one read takes it; what is left of
+        // the last read moves to the front.
+        buf.reserve(READ_ROOM);
+        let read = loop {
+            tokio::select! {
+                // Between requests, a shutdown closes the connection; Postfix
+                // reconnects to whichever server is up.
+                () = &mut cancelled, if buf.is_empty() => return,
+                r = stream.read_buf(&mut buf) => break r,
+                () = &mut idle => {
+                    // The timer was set for the first read; a reload may
+                    // have changed the timeout since.
+                    idle_timeout = ctx.config.load().idle_timeout;
+                    if last_read.elapsed() >= idle_timeout {
+                        tracing::debug!(frontend = "policy", %peer, "idle timeout");
+                        return;
+                    }
+                    idle.as_mut().reset(last_read + idle_timeout);
+                }
             }
-            Ok(Ok(0)) => {
+        };
+        last_read = Instant::now();
+        match read {
+            Ok(0) => {
                 if !buf.is_empty() {
                     tracing::warn!(frontend = "policy", %peer, bytes = buf.len(), "connection closed inside a request");
                 }
                 return;
             }
-            Ok(Ok(_)) => {}
-            Ok(Err(error)) => {
+            Ok(_) => {}
+            Err(error) => {
                 tracing::debug!(frontend = "policy", %peer, %error, "read failed");
                 return;
             }
         }
     }
+}
+
+/// Unread input left after bad input (the rest of an over-long line).
+const LINGER_BYTES: usize = 64 * 1024;
+/// How long the client may take to close after we did.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// Close the connection after bad input: the answers to the requests
+/// before it, then end of stream. Closing a socket with unread input makes
+/// the kernel send a reset, which can destroy those answers before the
+/// client reads them; so we close our side first and discard what the
+/// client still sends, for a bounded time and amount.
+async fn close_after_bad_input(mut stream: Box<dyn Stream>, answers: &[u8]) {
+    if stream.write_all(answers).await.is_err() || stream.shutdown().await.is_err() {
+        return;
+    }
+    let mut sink = [0u8; 4096];
+    let mut discarded = 0;
+    let _ = tokio::time::timeout(LINGER, async {
+        while discarded < LINGER_BYTES {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => discarded += n,
+            }
+        }
+    })
+    .await;
 }
 
 /// Decide on one request and turn the verdict into a policy action.

@@ -98,10 +98,11 @@ fn malformed_requests_close_the_connection_without_a_reply() {
     ];
     for bytes in cases {
         let mut c = PolicyClient::connect(g.addr());
-        // A valid request first: the answer to it still comes.
-        c.send(rcpt_request("127.0.0.1", "a@b", "r@x", "i").as_bytes());
+        // A valid request first, in the same write: the answer to it still
+        // comes, then the end of the stream (not a reset, which could
+        // destroy that answer unread).
+        c.send(&[rcpt_request("127.0.0.1", "a@b", "r@x", "i").as_bytes(), &bytes].concat());
         assert_eq!(c.reply(), "action=DUNNO\n\n");
-        c.send(&bytes);
         assert!(c.closed_without_reply(), "input {:?}", String::from_utf8_lossy(&bytes[..bytes.len().min(60)]));
         g.wait_log("the malformed request logged", |v| {
             v.get("level").and_then(|l| l.as_str()) == Some("WARN")
@@ -211,4 +212,24 @@ fn connections_above_the_limit_are_closed_and_logged() {
         d.try_reply().ok()
     });
     assert_eq!(reply, "action=DUNNO\n\n");
+}
+
+#[test]
+fn an_idle_connection_is_closed_and_a_busy_one_is_kept() {
+    let (_dir, g) = server("idle_timeout = \"1s\"\n");
+    let mut busy = PolicyClient::connect(g.addr());
+    let mut idle = PolicyClient::connect(g.addr());
+    let opened = std::time::Instant::now();
+    // Requests every 300 ms keep a connection open well past the timeout
+    // counted from its start.
+    while opened.elapsed() < Duration::from_millis(2500) {
+        assert_eq!(busy.ask(&rcpt_request("127.0.0.1", "a@b", "r@x", "i")), "DUNNO");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(idle.closed_without_reply(), "the silent connection was closed");
+    // Once silent, the busy one is closed too, a timeout after its last request.
+    let quiet = std::time::Instant::now();
+    assert!(busy.closed_without_reply());
+    let waited = quiet.elapsed();
+    assert!(waited >= Duration::from_millis(600) && waited < Duration::from_secs(3), "closed after {waited:?}");
 }
