@@ -2,7 +2,7 @@
 //! membership tests for CIDR lists.
 
 use foldhash::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 use ipnet::IpNet;
 
@@ -38,26 +38,75 @@ impl NetworkKeying {
                     push_decimal(&mut out, prefix);
                 }
             }
-            ip @ IpAddr::V6(_) => match IpNet::new(ip, self.ipv6_prefix) {
-                Ok(net) if net.prefix_len() < 128 => {
-                    use std::fmt::Write;
-                    let _ = write!(out, "{}", net.trunc());
+            IpAddr::V6(v6) => {
+                let prefix = self.ipv6_prefix.min(128);
+                let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+                push_ipv6(&mut out, (u128::from(v6) & mask).into());
+                if prefix < 128 {
+                    out.push('/');
+                    push_decimal(&mut out, prefix);
                 }
-                _ => push_ip(&mut out, ip),
-            },
+            }
         }
         out
     }
 }
 
-/// Append an address in its usual text form. IPv4 has a fast path: this
-/// runs for every decision (keys, auto-whitelist records).
+/// Append an address in its usual text form (the same as its `Display`).
+/// Written out by hand, without the formatting machinery, because it runs
+/// for every decision (keys, auto-whitelist records, the log line):
+/// std's IPv6 `Display` costs several thousand instructions.
 pub fn push_ip(out: &mut String, ip: IpAddr) {
     match ip {
         IpAddr::V4(v4) => push_ipv4(out, v4),
-        IpAddr::V6(v6) => {
-            use std::fmt::Write;
-            let _ = write!(out, "{v6}");
+        IpAddr::V6(v6) => push_ipv6(out, v6),
+    }
+}
+
+/// RFC 5952 text: lower-case hex without leading zeros, the longest run
+/// of two or more zero groups (the first, on a tie) as `::`, and
+/// IPv4-mapped addresses as `::ffff:a.b.c.d`.
+fn push_ipv6(out: &mut String, ip: Ipv6Addr) {
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        out.push_str("::ffff:");
+        return push_ipv4(out, v4);
+    }
+    let groups = ip.segments();
+    // The longest run of zero groups: (start, length).
+    let (mut best, mut run) = ((0, 0), (0, 0));
+    for (i, &g) in groups.iter().enumerate() {
+        if g != 0 {
+            continue;
+        }
+        run = if run.1 > 0 && run.0 + run.1 == i { (run.0, run.1 + 1) } else { (i, 1) };
+        if run.1 > best.1 {
+            best = run;
+        }
+    }
+    let (zeros, zeros_end) = if best.1 >= 2 { (best.0, best.0 + best.1) } else { (8, 8) };
+    let mut i = 0;
+    while i < 8 {
+        if i == zeros {
+            out.push_str("::");
+            i = zeros_end;
+            continue;
+        }
+        if i > 0 && i != zeros_end {
+            out.push(':');
+        }
+        push_hex(out, groups[i]);
+        i += 1;
+    }
+}
+
+fn push_hex(out: &mut String, n: u16) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut started = false;
+    for shift in [12, 8, 4, 0] {
+        let digit = (n >> shift) & 0xf;
+        if digit != 0 || started || shift == 0 {
+            out.push(char::from(DIGITS[usize::from(digit)]));
+            started = true;
         }
     }
 }
@@ -147,6 +196,48 @@ fn canonical_net(net: IpNet) -> IpNet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The hand-written text forms must be byte for byte what std (and
+    /// ipnet) write: keys already stored were written with those.
+    #[test]
+    fn addresses_and_keys_are_written_exactly_as_display_writes_them() {
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..100_000 {
+            // Groups are often zero, so every shape of zero run comes up.
+            let r = next();
+            let groups: [u16; 8] = std::array::from_fn(|i| match (r >> (2 * i)) & 3 {
+                0 | 1 => 0,
+                2 => (next() & 0xf) as u16,
+                _ => next() as u16,
+            });
+            let v6 = Ipv6Addr::from(groups);
+            let mut ours = String::new();
+            push_ip(&mut ours, v6.into());
+            assert_eq!(ours, v6.to_string());
+            let mapped = Ipv6Addr::from([0, 0, 0, 0, 0, 0xffff, groups[6], groups[7]]);
+            ours.clear();
+            push_ip(&mut ours, mapped.into());
+            assert_eq!(ours, mapped.to_string());
+            let v4 = std::net::Ipv4Addr::from(next() as u32);
+            ours.clear();
+            push_ip(&mut ours, v4.into());
+            assert_eq!(ours, v4.to_string());
+
+            let keying = NetworkKeying { ipv4_prefix: (next() % 33) as u8, ipv6_prefix: (next() % 129) as u8 };
+            let want = |ip: IpAddr, prefix: u8| match IpNet::new(ip, prefix) {
+                Ok(net) if prefix < net.max_prefix_len() => net.trunc().to_string(),
+                _ => ip.to_string(),
+            };
+            assert_eq!(keying.key(v6.into()), want(v6.into(), keying.ipv6_prefix), "{v6}");
+            assert_eq!(keying.key(v4.into()), want(v4.into(), keying.ipv4_prefix), "{v4}");
+        }
+    }
 
     #[test]
     fn keys() {

@@ -23,6 +23,9 @@ pub fn decision(frontend: &'static str, facts: &Facts, verdict: &Verdict, action
     let sender = facts.sender.as_deref().unwrap_or("");
     let recipient = facts.recipient.as_deref().unwrap_or("");
     let (reason, learning) = (verdict.reason.kind(), verdict.learning);
+    let mut client = String::with_capacity(40);
+    greygate_engine::network::push_ip(&mut client, facts.client_ip);
+    let client = client.as_str();
     match &verdict.reason {
         Reason::Greylist { outcome, key } => {
             let (remaining, delayed) = match *outcome {
@@ -33,7 +36,7 @@ pub fn decision(frontend: &'static str, facts: &Facts, verdict: &Verdict, action
             };
             tracing::info!(
                 frontend,
-                client = %facts.client_ip,
+                client,
                 client_name,
                 helo,
                 sender,
@@ -50,7 +53,7 @@ pub fn decision(frontend: &'static str, facts: &Facts, verdict: &Verdict, action
         }
         other => tracing::info!(
             frontend,
-            client = %facts.client_ip,
+            client,
             client_name,
             helo,
             sender,
