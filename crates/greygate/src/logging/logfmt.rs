@@ -26,9 +26,11 @@ thread_local! {
     static DATE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
     /// Scratch space for values that must be formatted before quoting.
     static SCRATCH: RefCell<String> = const { RefCell::new(String::new()) };
+    /// The line [`line`] builds.
+    static LINE: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
-fn write_timestamp(w: &mut Writer<'_>) -> fmt::Result {
+fn write_timestamp(w: &mut impl fmt::Write) -> fmt::Result {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = now.as_secs();
     DATE.with(|d| {
@@ -53,6 +55,53 @@ fn write_timestamp(w: &mut Writer<'_>) -> fmt::Result {
     })
 }
 
+/// A line being written without `tracing`'s field visitors (see
+/// [`super::text_line`]): the same text [`Logfmt`] writes for an event
+/// with these fields.
+pub struct Line<'a> {
+    out: &'a mut String,
+}
+
+impl Line<'_> {
+    pub fn str(&mut self, name: &str, value: &str) {
+        self.name(name);
+        let _ = write_value(self.out, value);
+    }
+
+    pub fn bool(&mut self, name: &str, value: bool) {
+        self.name(name);
+        self.out.push_str(if value { "true" } else { "false" });
+    }
+
+    pub fn i64(&mut self, name: &str, value: i64) {
+        self.name(name);
+        let _ = write!(self.out, "{value}");
+    }
+
+    fn name(&mut self, name: &str) {
+        self.out.push(' ');
+        self.out.push_str(name);
+        self.out.push('=');
+    }
+}
+
+/// Write a whole line (timestamp, level, message, then what `fields`
+/// adds) and hand it to `emit`.
+pub fn line(level: &Level, message: &str, fields: impl FnOnce(&mut Line<'_>), emit: impl FnOnce(&[u8])) {
+    LINE.with(|s| {
+        let mut s = s.borrow_mut();
+        s.clear();
+        let _ = write_timestamp(&mut *s);
+        s.push(' ');
+        s.push_str(self::level(level));
+        s.push(' ');
+        s.push_str(message);
+        fields(&mut Line { out: &mut s });
+        s.push('\n');
+        emit(s.as_bytes());
+    });
+}
+
 fn level(l: &Level) -> &'static str {
     match *l {
         Level::ERROR => "ERROR",
@@ -67,9 +116,9 @@ fn level(l: &Level) -> &'static str {
 fn write_value(w: &mut impl fmt::Write, value: &str) -> fmt::Result {
     // Every byte is looked at, without an early exit, so the loop runs
     // vectorised: nearly every value is plain.
-    let plain = value.bytes().fold(!value.is_empty(), |plain, b| {
-        plain & b.is_ascii_graphic() & (b != b'"') & (b != b'=') & (b != b'\\')
-    });
+    let plain = value
+        .bytes()
+        .fold(!value.is_empty(), |plain, b| plain & b.is_ascii_graphic() & (b != b'"') & (b != b'=') & (b != b'\\'));
     if plain {
         return w.write_str(value);
     }

@@ -233,3 +233,37 @@ fn an_idle_connection_is_closed_and_a_busy_one_is_kept() {
     let waited = quiet.elapsed();
     assert!(waited >= Duration::from_millis(600) && waited < Duration::from_secs(3), "closed after {waited:?}");
 }
+
+#[test]
+fn the_default_text_log_has_one_logfmt_line_per_decision() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("greygate.toml");
+    let store = dir.path().join("greygate.db");
+    std::fs::write(&config, format!("[store]\npath = \"{}\"\n[policy]\nlisten = [\"127.0.0.1:0\"]\n", store.display()))
+        .unwrap();
+    let mut child = Command::new(crate::bin())
+        .args(["--config", config.to_str().unwrap(), "serve"])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines().map_while(Result::ok);
+    let ready = lines.by_ref().find(|l| l.contains(" INFO greygate ready ")).expect("a ready line");
+    let port: String = ready.split("127.0.0.1:").nth(1).unwrap().chars().take_while(char::is_ascii_digit).collect();
+    let mut c = PolicyClient::connect(format!("127.0.0.1:{port}").parse().unwrap());
+    let answer = c.ask(&rcpt_request("192.0.2.10", "Alice+news@Example.org", "bob@example.net", "a.1"));
+    assert!(answer.starts_with("DEFER_IF_PERMIT"), "{answer}");
+    drop(c);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let decisions: Vec<String> = lines.filter(|l| l.contains(" INFO decision ")).collect();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(decisions.len(), 1, "{decisions:?}");
+    let want = " INFO decision frontend=policy client=192.0.2.10 client_name=unknown helo=client.example \
+                sender=Alice+news@Example.org recipient=bob@example.net id=\"\" action=DEFER_IF_PERMIT reason=new \
+                learning=false net=192.0.2.0/24";
+    assert!(decisions[0].ends_with(want), "{}", decisions[0]);
+}
