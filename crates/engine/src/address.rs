@@ -38,8 +38,11 @@ pub fn normalize_sender(raw: &str) -> String {
     };
     let (local, domain) = unwrap_srs(local).unwrap_or((local, domain));
     let local = strip_batv(local);
-    let local = local.split('+').next().unwrap_or(local);
-    format!("{}@{domain}", mask_counters(local))
+    let local = local.split_once('+').map_or(local, |(base, _)| base);
+    let mut out = mask_counters(local, domain.len() + 1);
+    out.push('@');
+    out.push_str(domain);
+    out
 }
 
 /// Normalise an envelope recipient: brackets removed, lower-cased. The
@@ -106,8 +109,9 @@ fn looks_like_batv_tag(s: &str) -> bool {
 /// Replace per-message counters in a local part with `#`: words made only
 /// of digits, and hexadecimal words of at least eight characters that
 /// contain a digit. Words are separated by anything not alphanumeric.
-fn mask_counters(local: &str) -> String {
-    let mut out = String::with_capacity(local.len());
+/// The local part with its counters masked, with room for `more` bytes.
+fn mask_counters(local: &str, more: usize) -> String {
+    let mut out = String::with_capacity(local.len() + more);
     let mut word_start = None;
     let flush = |out: &mut String, word: &str| {
         let all_digits = word.bytes().all(|b| b.is_ascii_digit());

@@ -214,7 +214,7 @@ impl Reply {
     pub fn status_and_text(&self) -> String {
         match &self.status {
             Some(s) if self.text.is_empty() => s.clone(),
-            Some(s) => format!("{s} {}", self.text),
+            Some(s) => [s.as_str(), " ", &self.text].concat(),
             None => self.text.clone(),
         }
     }

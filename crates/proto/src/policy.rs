@@ -289,8 +289,23 @@ impl Action {
     pub fn encode(&self, dst: &mut Vec<u8>) {
         dst.extend_from_slice(b"action=");
         let start = dst.len();
-        // Writing to a Vec cannot fail.
-        let _ = fmt::Write::write_fmt(&mut VecWriter(dst), format_args!("{self}"));
+        // Written without the formatting machinery: one reply per request.
+        let (word, text) = match self {
+            Action::Dunno | Action::Ok => (self.keyword(), ""),
+            Action::DeferIfPermit(t) | Action::Defer(t) | Action::Reject(t) | Action::Prepend(t) => {
+                (self.keyword(), t.as_str())
+            }
+            Action::Reply { code, text } => {
+                // Writing to a Vec cannot fail.
+                let _ = fmt::Write::write_fmt(&mut VecWriter(dst), format_args!("{code}"));
+                ("", text.as_str())
+            }
+        };
+        dst.extend_from_slice(word.as_bytes());
+        if !text.is_empty() {
+            dst.push(b' ');
+            dst.extend_from_slice(text.as_bytes());
+        }
         for b in &mut dst[start..] {
             if matches!(*b, b'\r' | b'\n' | 0) {
                 *b = b' ';

@@ -163,6 +163,8 @@ fn replies_are_lf_only_and_sanitised() {
         ),
         (Action::Reject("bad\r\nthing\0".into()), b"action=REJECT bad  thing \n\n"),
         (Action::Defer(String::new()), b"action=DEFER\n\n"),
+        (Action::Ok, b"action=OK\n\n"),
+        (Action::Reply { code: 550, text: String::new() }, b"action=550\n\n"),
     ];
     for (action, want) in cases {
         let mut out = Vec::new();
