@@ -167,9 +167,8 @@ impl Decoder {
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Request>, DecodeError> {
         let limits = self.limits;
         let mut line_start = self.scanned;
-        // One SIMD pass over the new bytes finds every line end.
-        for lf in memchr::memchr_iter(b'\n', &buf[line_start..]) {
-            let end = self.scanned + lf + 1;
+        while let Some(lf) = find_byte(&buf[line_start..], b'\n') {
+            let end = line_start + lf + 1;
             if end - line_start > limits.max_line {
                 return Err(DecodeError::LineTooLong { limit: limits.max_line });
             }
@@ -242,8 +241,7 @@ fn parse_block(block: &[u8], line_ends: &[u32]) -> Result<Request, DecodeError> 
         let raw = &bytes[line_start..lf];
         let line = raw.strip_suffix(b"\r").unwrap_or(raw);
         let line_no = index + 1;
-        // Names are short: a plain scan beats a vectorised search here.
-        let Some(eq) = line.iter().position(|&b| b == b'=') else {
+        let Some(eq) = find_byte(line, b'=') else {
             return Err(DecodeError::MissingSeparator { line: line_no });
         };
         if eq == 0 {
@@ -258,6 +256,28 @@ fn parse_block(block: &[u8], line_ends: &[u32]) -> Result<Request, DecodeError> 
     }
     request.text = text;
     Ok(request)
+}
+
+/// Where the first `needle` is in `bytes`, looked for eight bytes at a
+/// time in a machine word. Lines and attribute names are short: a
+/// vectorised search call costs more to set up than this whole loop.
+fn find_byte(bytes: &[u8], needle: u8) -> Option<usize> {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
+    let pattern = ONES * u64::from(needle);
+    let mut at = 0;
+    while let Some(word) = bytes.get(at..at + 8) {
+        // A byte of `x` is zero where the word holds `needle`; the test
+        // flags the lowest such byte exactly (only bytes above a zero byte
+        // can be flagged falsely).
+        let x = u64::from_le_bytes(word.try_into().unwrap_or_default()) ^ pattern;
+        let zero = x.wrapping_sub(ONES) & !x & HIGHS;
+        if zero != 0 {
+            return Some(at + (zero.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    bytes[at..].iter().position(|&b| b == needle).map(|i| at + i)
 }
 
 /// A policy reply: the right-hand side of `action=` (access(5) syntax).

@@ -224,3 +224,26 @@ fn decoding_does_not_depend_on_how_bytes_arrive() {
         }
     }
 }
+
+#[test]
+fn find_byte_agrees_with_a_plain_search() {
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for needle in [b'\n', b'=', 0x00, 0x01, 0x80, 0xff] {
+        // Bytes next to the needle's value and around the word trick's
+        // borrows, so false flags would show.
+        let alphabet = [needle, needle.wrapping_add(1), needle.wrapping_sub(1), 0x00, 0x01, 0x80, 0xff, b'a'];
+        for len in 0..48 {
+            for _ in 0..200 {
+                let bytes: Vec<u8> = (0..len).map(|_| alphabet[(next() % 8) as usize]).collect();
+                let want = bytes.iter().position(|&b| b == needle);
+                assert_eq!(super::find_byte(&bytes, needle), want, "{needle:#x} in {bytes:x?}");
+            }
+        }
+    }
+}
