@@ -109,7 +109,7 @@ fn looks_like_batv_tag(s: &str) -> bool {
 /// Replace per-message counters in a local part with `#`: words made only
 /// of digits, and hexadecimal words of at least eight characters that
 /// contain a digit. Words are separated by anything not alphanumeric.
-/// The local part with its counters masked, with room for `more` bytes.
+/// The result has room for `more` bytes after it (the caller's domain).
 fn mask_counters(local: &str, more: usize) -> String {
     let mut out = String::with_capacity(local.len() + more);
     let mut word_start = None;

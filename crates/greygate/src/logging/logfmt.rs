@@ -114,7 +114,7 @@ fn level(l: &Level) -> &'static str {
 
 /// Write `value` bare if it is plain, else quoted and escaped.
 fn write_value(w: &mut impl fmt::Write, value: &str) -> fmt::Result {
-    // Every byte is looked at, without an early exit, so the loop runs
+    // Every byte is looked at, without an early exit, so the loop can run
     // vectorised: nearly every value is plain.
     let plain = value
         .bytes()

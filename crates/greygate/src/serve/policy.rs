@@ -44,9 +44,8 @@ pub async fn serve(mut stream: Box<dyn Stream>, peer: String, ctx: Arc<PolicyCon
     let mut prepended_instance = Prepended::default();
     // One timer and one shutdown waiter for the connection's life, not one
     // per read: a busy connection only notes when it last read.
-    let mut idle_timeout = ctx.config.load().idle_timeout;
     let mut last_read = Instant::now();
-    let idle = tokio::time::sleep_until(last_read + idle_timeout);
+    let idle = tokio::time::sleep_until(last_read + ctx.config.load().idle_timeout);
     let cancelled = shutdown.cancelled();
     tokio::pin!(idle, cancelled);
     loop {
@@ -87,9 +86,9 @@ pub async fn serve(mut stream: Box<dyn Stream>, peer: String, ctx: Arc<PolicyCon
                 () = &mut cancelled, if buf.is_empty() => return,
                 r = stream.read_buf(&mut buf) => break r,
                 () = &mut idle => {
-                    // The timer was set for the first read; a reload may
+                    // The timer was set for an earlier read; a reload may
                     // have changed the timeout since.
-                    idle_timeout = ctx.config.load().idle_timeout;
+                    let idle_timeout = ctx.config.load().idle_timeout;
                     if last_read.elapsed() >= idle_timeout {
                         tracing::debug!(frontend = "policy", %peer, "idle timeout");
                         return;
