@@ -2,7 +2,7 @@
 //! membership tests for CIDR lists.
 
 use foldhash::HashMap;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 
@@ -27,26 +27,25 @@ impl NetworkKeying {
     /// `192.0.2.0/24`, `2001:db8:1:2::/64`, or the bare address when the
     /// prefix covers all of it. IPv4-mapped IPv6 addresses count as IPv4.
     pub fn key(&self, ip: IpAddr) -> String {
-        let mut out = String::with_capacity(24);
-        match ip.to_canonical() {
+        // The network's address, its prefix, and the prefix that is the
+        // whole address (written bare).
+        let (network, prefix, whole): (IpAddr, u8, u8) = match ip.to_canonical() {
             IpAddr::V4(v4) => {
                 let prefix = self.ipv4_prefix.min(32);
                 let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
-                push_ipv4(&mut out, (u32::from(v4) & mask).into());
-                if prefix < 32 {
-                    out.push('/');
-                    push_decimal(&mut out, prefix);
-                }
+                (Ipv4Addr::from(u32::from(v4) & mask).into(), prefix, 32)
             }
             IpAddr::V6(v6) => {
                 let prefix = self.ipv6_prefix.min(128);
                 let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
-                push_ipv6(&mut out, (u128::from(v6) & mask).into());
-                if prefix < 128 {
-                    out.push('/');
-                    push_decimal(&mut out, prefix);
-                }
+                (Ipv6Addr::from(u128::from(v6) & mask).into(), prefix, 128)
             }
+        };
+        let mut out = String::with_capacity(24);
+        push_ip(&mut out, network);
+        if prefix < whole {
+            out.push('/');
+            push_decimal(&mut out, prefix);
         }
         out
     }
@@ -111,7 +110,7 @@ fn push_hex(out: &mut String, n: u16) {
     }
 }
 
-fn push_ipv4(out: &mut String, ip: std::net::Ipv4Addr) {
+fn push_ipv4(out: &mut String, ip: Ipv4Addr) {
     for (i, octet) in ip.octets().into_iter().enumerate() {
         if i > 0 {
             out.push('.');
@@ -224,7 +223,7 @@ mod tests {
             ours.clear();
             push_ip(&mut ours, mapped.into());
             assert_eq!(ours, mapped.to_string());
-            let v4 = std::net::Ipv4Addr::from(next() as u32);
+            let v4 = Ipv4Addr::from(next() as u32);
             ours.clear();
             push_ip(&mut ours, v4.into());
             assert_eq!(ours, v4.to_string());
