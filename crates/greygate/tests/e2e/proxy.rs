@@ -13,6 +13,19 @@ use greygate_testkit::wait_for;
 
 use crate::bin;
 
+/// Inside DATA: send a header and 2,000 lines without the final dot, and
+/// wait until the MTA has them all (the proxy streams the message, it does
+/// not hold it). Returns the lines, to find them in the delivered message.
+pub fn send_part_and_see_it_streamed(c: &mut SmtpClient, mta: &greygate_testkit::fake_mta::FakeMta) -> String {
+    let part: String = (0..2000).map(|i| format!("streamed line {i:04}\r\n")).collect();
+    c.send_raw(format!("Subject: streaming\r\n\r\n{part}").as_bytes());
+    wait_for("the data at the MTA before the end of the message", Duration::from_secs(10), || {
+        (mta.data_bytes.load(std::sync::atomic::Ordering::Relaxed) >= part.len()).then_some(())
+    });
+    assert!(mta.messages().is_empty());
+    part
+}
+
 /// greygate as an SMTP proxy relaying to `upstream`, accepting mail for
 /// test.example. `proxy` lines go into `[proxy]`; `extra` may add other
 /// sections.

@@ -11,7 +11,7 @@ use greygate_testkit::greygate::message;
 use greygate_testkit::postfix::DOMAIN;
 use greygate_testkit::smtp::{Reply, SmtpClient};
 
-use crate::proxy::gateway;
+use crate::proxy::{gateway, send_part_and_see_it_streamed};
 
 /// EHLO, MAIL and RCPT for bob@test.example; returns the RCPT reply.
 fn open_transaction(c: &mut SmtpClient) -> Reply {
@@ -197,8 +197,6 @@ fn an_idle_client_is_timed_out_with_421() {
 
 #[test]
 fn message_data_reaches_the_mta_as_it_arrives_after_our_headers() {
-    use std::sync::atomic::Ordering;
-
     use greygate_testkit::wait_for;
 
     let mta = FakeMta::start(Script::default());
@@ -207,12 +205,7 @@ fn message_data_reaches_the_mta_as_it_arrives_after_our_headers() {
     assert_eq!(open_transaction(&mut c).code, 250);
     assert_eq!(c.cmd("DATA").code, 354);
     // Our headers wait for the message's first piece, never for its end.
-    let part: String = (0..2000).map(|i| format!("streamed line {i:04}\r\n")).collect();
-    c.send_raw(format!("Subject: streaming\r\n\r\n{part}").as_bytes());
-    wait_for("the data at the MTA before the end of the message", Duration::from_secs(10), || {
-        (mta.data_bytes.load(Ordering::Relaxed) >= part.len()).then_some(())
-    });
-    assert!(mta.messages().is_empty());
+    let part = send_part_and_see_it_streamed(&mut c, &mta);
     c.send_raw(b"last line\r\n.\r\n");
     assert_eq!(c.reply().code, 250);
     let message = &mta.messages()[0];

@@ -9,7 +9,7 @@ use greygate_testkit::postfix::{DOMAIN, Options, Postfix};
 use greygate_testkit::scanners::{Clamd, EICAR, EICAR_NAME, GTUBE, Spamd};
 use greygate_testkit::smtp::{Reply, SmtpClient};
 
-use crate::proxy::gateway;
+use crate::proxy::{gateway, send_part_and_see_it_streamed};
 
 fn postfix() -> Postfix {
     Postfix::start(&Options::default())
@@ -229,7 +229,6 @@ fn scan_rules_change_actions_per_recipient() {
 
 #[test]
 fn data_reaches_the_mta_while_it_streams_in_and_only_the_final_dot_waits() {
-    use std::sync::atomic::Ordering;
     use std::time::Duration;
 
     use greygate_testkit::fake_mta::{FakeMta, Script};
@@ -243,13 +242,8 @@ fn data_reaches_the_mta_while_it_streams_in_and_only_the_final_dot_waits() {
     c.cmd("MAIL FROM:<alice@sender.example>");
     assert_eq!(c.cmd(&format!("RCPT TO:<bob@{DOMAIN}>")).code, 250);
     assert_eq!(c.cmd("DATA").code, 354);
-    let part: String = (0..2000).map(|i| format!("streamed line {i:04}\r\n")).collect();
-    c.send_raw(format!("Subject: streaming\r\n\r\n{part}").as_bytes());
     // The final dot has not been sent, and the MTA already has the data.
-    wait_for("the data at the MTA before the end of the message", Duration::from_secs(10), || {
-        (mta.data_bytes.load(Ordering::Relaxed) >= part.len()).then_some(())
-    });
-    assert!(mta.messages().is_empty());
+    send_part_and_see_it_streamed(&mut c, &mta);
     c.send_raw(format!("{EICAR}\r\n.\r\n").as_bytes());
     let r = c.reply();
     assert_eq!(r.code, 554, "{r:?}");
