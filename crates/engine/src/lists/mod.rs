@@ -109,6 +109,10 @@ impl ClientList {
         if let Some((_, s)) = self.nets.lookup(ip) {
             return Some(s);
         }
+        // Most lists have no names (a blacklist rarely does): skip the name.
+        if self.hosts.is_empty() && self.regexes.sources.is_empty() {
+            return None;
+        }
         let name = crate::address::lowercase(name?.trim_end_matches('.'));
         suffixes(&name).find_map(|suffix| self.hosts.get(suffix)).or_else(|| self.regexes.find(&name))
     }
@@ -188,7 +192,10 @@ impl AddressList {
 
 /// `a.b.c`, `b.c`, `c`.
 fn suffixes(name: &str) -> impl Iterator<Item = &str> {
-    std::iter::successors(Some(name), |s| s.split_once('.').map(|(_, rest)| rest)).filter(|s| !s.is_empty())
+    // A byte loop: names are short, and `split_once` sets up a searcher
+    // for every label.
+    std::iter::successors(Some(name), |s: &&str| s.bytes().position(|b| b == b'.').map(|i| &s[i + 1..]))
+        .filter(|s| !s.is_empty())
 }
 
 #[derive(Debug, Default)]

@@ -134,3 +134,29 @@ fn first_entry_wins_and_bad_regex_in_config_is_an_error() {
     let hit = lists.whitelisted(&who("192.0.2.1", Some("mx.example.com"), None, None)).unwrap();
     assert_eq!(hit.1.origin, Origin::Config);
 }
+
+#[test]
+fn suffixes_are_every_label_boundary_and_never_empty() {
+    let all = |s| suffixes(s).collect::<Vec<_>>();
+    assert_eq!(all("mx1.mail.example.com"), ["mx1.mail.example.com", "mail.example.com", "example.com", "com"]);
+    assert_eq!(all("a..b"), ["a..b", ".b", "b"]);
+    assert_eq!(all(".a"), [".a", "a"]);
+    assert_eq!(all("a."), ["a."]);
+    assert_eq!(all("é.ü"), ["é.ü", "ü"]);
+    assert!(all("").is_empty());
+}
+
+#[test]
+fn a_list_without_names_ignores_the_name_and_one_with_names_uses_it() {
+    let mut b = ListsBuilder::new();
+    b.add(ListKind::Blacklist, ListTarget::Client, "192.0.2.0/24", Origin::Config).unwrap();
+    b.add(ListKind::Whitelist, ListTarget::Client, "Example.COM", Origin::Config).unwrap();
+    let lists = b.build().unwrap();
+    let named = who("198.51.100.7", Some("MX.example.com."), None, None);
+    assert!(lists.blacklisted(&named).is_none());
+    assert!(lists.blacklisted(&who("192.0.2.9", Some("mx.example.com"), None, None)).is_some());
+    assert_eq!(
+        lists.whitelisted(&named).map(|(t, s)| (t, s.pattern.as_str())),
+        Some((ListTarget::Client, "Example.COM"))
+    );
+}
