@@ -147,7 +147,7 @@ fn suffixes_are_every_label_boundary_and_never_empty() {
 }
 
 #[test]
-fn a_list_without_names_ignores_the_name_and_one_with_names_uses_it() {
+fn a_client_list_of_networks_matches_by_address_and_one_of_names_by_name() {
     let mut b = ListsBuilder::new();
     b.add(ListKind::Blacklist, ListTarget::Client, "192.0.2.0/24", Origin::Config).unwrap();
     b.add(ListKind::Whitelist, ListTarget::Client, "Example.COM", Origin::Config).unwrap();

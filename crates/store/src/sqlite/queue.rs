@@ -16,7 +16,7 @@
 //! fewer context switches and 10% less CPU per request. The best number
 //! follows the serving thread's cost per request: 8 beat 4 and 64 when that
 //! cost was higher; once it fell by a fifth, 16 beat 8 in 5 of 5
-//! interleaved runs (+14% requests/s, p99 -13%), and 32 was between them.
+//! interleaved runs (+16% requests/s, p99 -13%), and 32 was between them.
 //!
 //! Deferral is only used on threads whose park hook has been seen to run
 //! (a thread calls [`wake_deferred`] at least once before it defers), so a
