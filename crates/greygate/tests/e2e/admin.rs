@@ -94,7 +94,9 @@ fn entries_list_show_and_delete_with_filters() {
 
 #[test]
 fn stats_purge_and_explain() {
-    let (_dir, mut g) = server("[greylist]\ndelay = \"1s\"\nretry_window = \"2s\"\n");
+    // Delay 2 s: `explain` just after the first attempts must still find
+    // them too soon, even across a second boundary (whole seconds).
+    let (_dir, mut g) = server("[greylist]\ndelay = \"2s\"\nretry_window = \"3s\"\n");
     let mut c = PolicyClient::connect(g.addr());
     for i in 0..5 {
         assert!(ask(&mut c, "192.0.2.1", &format!("s{i}@x.example"), "r@x.example").starts_with("DEFER"));
@@ -116,8 +118,8 @@ fn stats_purge_and_explain() {
         serde_json::from_str(&out).unwrap()
     };
     assert_eq!(stats(&g.dir)["stats"]["counters"]["new"], 5);
-    // The retry window is 2 s, counted in whole seconds.
-    let expired = wait_for("the entries to expire", Duration::from_secs(5), || {
+    // The retry window is 3 s, counted in whole seconds.
+    let expired = wait_for("the entries to expire", Duration::from_secs(10), || {
         let s = stats(&g.dir);
         (s["stats"]["expired"] == 5).then_some(s)
     });

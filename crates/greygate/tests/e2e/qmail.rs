@@ -37,14 +37,16 @@ fn ask(c: &QmailClient, ip: &str, sender: &str, rcpts: &[&str]) -> Vec<u8> {
     c.ask(&datagram(ip, sender, rcpts, Ending::Plain)).expect("a reply within qmail-smtpd's 3 s")
 }
 
-/// Sleep past a 1 s greylisting delay (whole seconds on the server's clock).
+/// Sleep past a greylisting delay of 1 or 2 s: the server counts whole
+/// seconds, and 2.1 s later they differ by at least 2.
 fn past_the_delay() {
     std::thread::sleep(Duration::from_millis(2100));
 }
 
 #[test]
 fn several_recipients_in_one_datagram() {
-    let (_dir, g, c) = qmail_server("[greylist]\ndelay = \"1s\"\n");
+    // 2 s: the second ask must be too soon even across a second boundary.
+    let (_dir, g, c) = qmail_server("[greylist]\ndelay = \"2s\"\n");
     let rcpts = ["rcpt1@example.net", "rcpt2@example.net"];
     assert_eq!(ask(&c, "192.0.2.10", "sender@example.org", &rcpts), NEW);
     // With the newer client's extra NUL: the same question.
@@ -114,7 +116,8 @@ fn whitelisted_clients_and_ipv6() {
 
 #[test]
 fn a_triplet_seen_over_udp_is_the_same_triplet_for_the_policy_server() {
-    let (_dir, g, c) = qmail_server("[greylist]\ndelay = \"1s\"\n");
+    // 2 s: the policy ask must be too soon even across a second boundary.
+    let (_dir, g, c) = qmail_server("[greylist]\ndelay = \"2s\"\n");
     assert_eq!(ask(&c, "192.0.2.40", "alice@example.org", &["bob@example.net"]), NEW);
     let mut p = PolicyClient::connect(g.addr());
     let policy = |p: &mut PolicyClient| p.ask(&rcpt_request("192.0.2.40", "alice@example.org", "bob@example.net", "i"));
