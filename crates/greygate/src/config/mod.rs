@@ -86,6 +86,19 @@ pub struct StoreConfig {
     pub redis: Option<greygate_store::redis::RedisOptions>,
 }
 
+impl StoreConfig {
+    /// Where the state is kept, for the log: the SQLite file, or the
+    /// shared store's namespace (never a URL, which may hold a password).
+    pub fn location(&self) -> String {
+        match (self.backend, &self.redis, &self.postgres) {
+            (Backend::Redis, Some(r), _) => format!("redis prefix {}", r.prefix),
+            (Backend::Postgres, _, Some(p)) => format!("postgres schema {}", p.schema),
+            (Backend::Memory, _, _) => "memory (lost on restart)".to_owned(),
+            _ => self.path.display().to_string(),
+        }
+    }
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {

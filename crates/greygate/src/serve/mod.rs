@@ -119,7 +119,7 @@ pub async fn run_with(config: Config, greydaemon: Option<crate::greydaemon::Extr
         version = env!("CARGO_PKG_VERSION"),
         listen = ?bound,
         store = store.backend(),
-        path = %config.store.path.display(),
+        location = %config.store.location(),
         lists = ?engine.list_counts(),
         open_files,
         "greygate ready"

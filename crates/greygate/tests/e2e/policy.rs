@@ -253,6 +253,7 @@ fn the_default_text_log_has_one_logfmt_line_per_decision() {
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines().map_while(Result::ok);
     let ready = lines.by_ref().find(|l| l.contains(" INFO greygate ready ")).expect("a ready line");
+    assert!(ready.contains(&format!(" location={} ", store.display())), "{ready}");
     let port: String = ready.split("127.0.0.1:").nth(1).unwrap().chars().take_while(char::is_ascii_digit).collect();
     let mut c = PolicyClient::connect(format!("127.0.0.1:{port}").parse().unwrap());
     let answer = c.ask(&rcpt_request("192.0.2.10", "Alice+news@Example.org", "bob@example.net", "a.1"));
