@@ -59,11 +59,22 @@ pub fn wake_deferred() {
 #[derive(Default)]
 struct Inner {
     jobs: VecDeque<Job>,
-    /// The writer is blocked in [`JobQueue::wait`].
+    /// The writer is blocked in [`JobQueue::wait`] and has not been sent
+    /// a wake since it started waiting.
     waiting: bool,
     /// ... with no timeout: only a wake brings it back.
     waiting_forever: bool,
     closed: bool,
+}
+
+impl Inner {
+    /// The writer has been sent a wake: until it waits again, pushes need
+    /// not wake it (each wake is a futex call, and a writer that was woken
+    /// but has not run yet would otherwise collect one per push).
+    fn notified(&mut self) {
+        self.waiting = false;
+        self.waiting_forever = false;
+    }
 }
 
 /// What [`JobQueue::wait`] found.
@@ -96,6 +107,9 @@ impl JobQueue {
         inner.jobs.push_back(job);
         let defer = defer && !inner.waiting_forever && inner.jobs.len() < KICK_AT && PARK_HOOK.with(Cell::get);
         let wake = inner.waiting && !defer;
+        if wake {
+            inner.notified();
+        }
         drop(inner);
         if wake {
             self.ready.notify_one();
@@ -111,8 +125,11 @@ impl JobQueue {
     }
 
     fn kick(&self) {
-        let inner = self.lock();
+        let mut inner = self.lock();
         let wake = inner.waiting && !inner.jobs.is_empty();
+        if wake {
+            inner.notified();
+        }
         drop(inner);
         if wake {
             self.ready.notify_one();
@@ -226,6 +243,22 @@ mod tests {
         // Other jobs (admin commands) never wait for the park.
         assert!(queue.push(job(), false));
         assert_eq!(deferred(), 0);
+    }
+
+    #[test]
+    fn a_waiting_writer_is_sent_one_wake_however_many_jobs_come_before_it_runs() {
+        let queue = Arc::new(JobQueue::default());
+        // As if the writer were blocked in `wait` (no thread: the wake
+        // goes nowhere, and the writer cannot clear the flag itself).
+        queue.lock().waiting = true;
+        assert!(queue.push(job(), false));
+        assert!(!queue.lock().waiting, "the first job wakes the writer; later ones need not");
+        assert!(queue.push(job(), false));
+        assert_eq!(queue.lock().jobs.len(), 2);
+
+        queue.lock().waiting = true;
+        queue.kick();
+        assert!(!queue.lock().waiting, "a kick counts as the wake too");
     }
 
     #[test]
