@@ -434,7 +434,7 @@ impl Engine {
         };
         trace.note("key", || key.to_string());
         let req = DecideRequest {
-            triplet: key.clone(),
+            triplet: key,
             timers: settings.timers,
             auto_whitelist: ask.auto_whitelist_after(settings.auto_whitelist_after).map(|after| AutoWhitelist {
                 client: {
@@ -457,7 +457,7 @@ impl Engine {
                     self.store.peek(&req).await
             {
                 trace.note("store", || d.outcome.name().to_owned());
-                return Verdict::accept(Reason::Greylist { outcome: d.outcome, key });
+                return Verdict::accept(Reason::Greylist { outcome: d.outcome, key: req.triplet });
             }
             trace.note("bounce", || "null sender to a VERP address".into());
             return Verdict::accept(Reason::Bounce);
@@ -482,6 +482,7 @@ impl Engine {
         };
         trace.note("store", || decision.outcome.name().to_owned());
         let outcome = decision.outcome;
+        let key = req.triplet;
         trace.with(|t| {
             t.key = Some(key.clone());
             t.store = Some(decision.clone());

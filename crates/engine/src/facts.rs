@@ -22,15 +22,19 @@ pub enum Stage {
 impl Stage {
     /// Parse Postfix's `protocol_state` names.
     pub fn from_postfix(state: &str) -> Stage {
-        match state.to_ascii_uppercase().as_str() {
-            "CONNECT" => Stage::Connect,
-            "EHLO" | "HELO" => Stage::Helo,
-            "MAIL" => Stage::Mail,
-            "RCPT" => Stage::Rcpt,
-            "DATA" | "BDAT" => Stage::Data,
-            "END-OF-MESSAGE" => Stage::EndOfMessage,
-            _ => Stage::Other,
-        }
+        const STAGES: [(&str, Stage); 8] = [
+            ("RCPT", Stage::Rcpt),
+            ("DATA", Stage::Data),
+            ("END-OF-MESSAGE", Stage::EndOfMessage),
+            ("CONNECT", Stage::Connect),
+            ("EHLO", Stage::Helo),
+            ("HELO", Stage::Helo),
+            ("MAIL", Stage::Mail),
+            ("BDAT", Stage::Data),
+        ];
+        // Case-insensitive without an upper-cased copy, the most frequent
+        // state first: this runs on every policy request.
+        STAGES.iter().find(|(name, _)| name.eq_ignore_ascii_case(state)).map_or(Stage::Other, |&(_, stage)| stage)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -88,6 +92,31 @@ impl Facts {
             recipient: None,
             authenticated: None,
             tls: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postfix_protocol_states_are_read_in_any_case() {
+        for (state, stage) in [
+            ("RCPT", Stage::Rcpt),
+            ("rcpt", Stage::Rcpt),
+            ("Data", Stage::Data),
+            ("BDAT", Stage::Data),
+            ("END-OF-MESSAGE", Stage::EndOfMessage),
+            ("connect", Stage::Connect),
+            ("EHLO", Stage::Helo),
+            ("helo", Stage::Helo),
+            ("MAIL", Stage::Mail),
+            ("VRFY", Stage::Other),
+            ("", Stage::Other),
+            ("RCPT ", Stage::Other),
+        ] {
+            assert_eq!(Stage::from_postfix(state), stage, "{state:?}");
         }
     }
 }
