@@ -41,8 +41,9 @@ impl Default for Script {
 
 pub struct FakeMta {
     pub addr: SocketAddr,
-    /// Every command line received, in order, across connections.
-    pub commands: Arc<Mutex<Vec<String>>>,
+    /// Every command line received, in order, across connections, with
+    /// the number of the connection (in order of acceptance) it came on.
+    commands: Arc<Mutex<Vec<(usize, String)>>>,
     /// Complete messages received (data as sent, without the final dot).
     pub messages: Arc<Mutex<Vec<String>>>,
     /// Message data bytes received so far, complete or not (to see data
@@ -62,12 +63,15 @@ impl FakeMta {
         let data_bytes = Arc::new(AtomicUsize::new(0));
         let (c, m, s, d) = (commands.clone(), messages.clone(), stop.clone(), data_bytes.clone());
         std::thread::spawn(move || {
+            let mut accepted = 0;
             while !s.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((stream, _)) => {
                         let (script, c, m, s, d) = (script.clone(), c.clone(), m.clone(), s.clone(), d.clone());
+                        let connection = accepted;
+                        accepted += 1;
                         std::thread::spawn(move || {
-                            let _ = serve(stream, &script, &c, &m, &s, &d);
+                            let _ = serve(stream, connection, &script, &c, &m, &s, &d);
                         });
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(10)),
@@ -77,8 +81,32 @@ impl FakeMta {
         FakeMta { addr, commands, messages, data_bytes, stop }
     }
 
+    /// Every command line received, in order, across connections.
     pub fn commands(&self) -> Vec<String> {
-        self.commands.lock().unwrap().clone()
+        self.commands.lock().unwrap().iter().map(|(_, line)| line.clone()).collect()
+    }
+
+    /// The command lines of each connection, in order of acceptance, so a
+    /// test can tell a session from greygate's start-up probe running
+    /// beside it.
+    pub fn sessions(&self) -> Vec<Vec<String>> {
+        let mut sessions: Vec<Vec<String>> = Vec::new();
+        for (connection, line) in self.commands.lock().unwrap().iter() {
+            if sessions.len() <= *connection {
+                sessions.resize(connection + 1, Vec::new());
+            }
+            sessions[*connection].push(line.clone());
+        }
+        sessions
+    }
+
+    /// The commands of the one session that contains a line starting with
+    /// `marker` (case-sensitive); panics if none or several do.
+    pub fn session_with(&self, marker: &str) -> Vec<String> {
+        let mut found: Vec<Vec<String>> =
+            self.sessions().into_iter().filter(|s| s.iter().any(|l| l.starts_with(marker))).collect();
+        assert_eq!(found.len(), 1, "one session with {marker:?} in {:?}", self.sessions());
+        found.remove(0)
     }
 
     pub fn messages(&self) -> Vec<String> {
@@ -94,8 +122,9 @@ impl Drop for FakeMta {
 
 fn serve(
     stream: TcpStream,
+    connection: usize,
     script: &Script,
-    commands: &Mutex<Vec<String>>,
+    commands: &Mutex<Vec<(usize, String)>>,
     messages: &Mutex<Vec<String>>,
     stop: &AtomicBool,
     data_bytes: &AtomicUsize,
@@ -118,7 +147,7 @@ fn serve(
             return Ok(());
         }
         let line = line.trim_end_matches(['\r', '\n']).to_owned();
-        commands.lock().unwrap().push(line.clone());
+        commands.lock().unwrap().push((connection, line.clone()));
         let upper = line.to_ascii_uppercase();
         if let Some((_, reply)) = script.replies.iter().find(|(p, _)| upper.starts_with(&p.to_ascii_uppercase())) {
             send(&mut out, reply)?;
