@@ -16,7 +16,7 @@ pub mod spf;
 
 pub use dnsbl::{DnsListCheck, DnsListKind, DnsListTarget, DnsListZone};
 pub use helo::{HeloCheck, HeloScores};
-pub use rdns::{RdnsCheck, RdnsScores};
+pub use rdns::{ClientNames, RdnsCheck, RdnsScores, client_names};
 pub use spf::{SpfAction, SpfCheck, SpfOutcome, SpfPolicy, SpfResult, SpfVerifier};
 
 use crate::check::{CheckResult, Effect};

@@ -18,7 +18,7 @@ use regex::RegexSet;
 
 use super::OnDnsFailure;
 use crate::check::{Check, CheckResult};
-use crate::dns::Resolver;
+use crate::dns::{DnsError, Resolver};
 use crate::facts::Facts;
 
 /// Score contributions and switches.
@@ -45,6 +45,73 @@ pub const DYNAMIC_PATTERNS: &[&str] = &[
 
 /// At most this many PTR names are forward-checked.
 const MAX_NAMES: usize = 5;
+
+/// The PTR names of an address, and which of them resolves back to it.
+struct Reverse {
+    names: Vec<String>,
+    /// Index in `names` of the first forward-confirmed name.
+    confirmed: Option<usize>,
+    /// A name whose address lookup failed, when none was confirmed.
+    failed: Option<(String, DnsError)>,
+}
+
+/// Look up the PTR names of `ip`, then the addresses of at most
+/// [`MAX_NAMES`] of them until one includes `ip`. `Err` when the PTR
+/// lookup itself failed.
+async fn reverse(resolver: &dyn Resolver, ip: IpAddr) -> Result<Reverse, DnsError> {
+    let names = resolver.ptr(ip).await?;
+    let mut failed = None;
+    for (index, name) in names.iter().enumerate().take(MAX_NAMES) {
+        let found = match ip {
+            IpAddr::V4(v4) => resolver.ipv4(name).await.map(|a| a.contains(&v4)),
+            IpAddr::V6(v6) => resolver.ipv6(name).await.map(|a| a.contains(&v6)),
+        };
+        match found {
+            Ok(true) => return Ok(Reverse { names, confirmed: Some(index), failed: None }),
+            Ok(false) => {}
+            Err(error) => failed = Some((name.clone(), error)),
+        }
+    }
+    Ok(Reverse { names, confirmed: None, failed })
+}
+
+/// What reverse DNS says about a client, as Postfix reports it in
+/// `client_name` and `reverse_client_name`: for front ends that see only
+/// the address (the SMTP proxy), so host name lists match there too.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientNames {
+    /// The first PTR name that resolves back to the address (FCrDNS).
+    pub verified: Option<String>,
+    /// The first PTR name, confirmed or not.
+    pub reverse: Option<String>,
+    /// A lookup failed temporarily: the name may exist (Postfix's
+    /// `[TEMPUNAVAIL]`, where a missing one is `[UNAVAILABLE]`).
+    pub tempfail: bool,
+}
+
+/// Look up and forward-confirm the names of `ip`. A PTR name that is not
+/// a valid host name counts as none, as in Postfix (an MTA given it in
+/// XCLIENT would refuse the command).
+pub async fn client_names(resolver: &dyn Resolver, ip: IpAddr) -> ClientNames {
+    match reverse(resolver, ip.to_canonical()).await {
+        Err(_) => ClientNames { tempfail: true, ..ClientNames::default() },
+        Ok(Reverse { names, confirmed, failed }) => ClientNames {
+            verified: confirmed.map(|i| names[i].clone()).filter(|n| valid_hostname(n)),
+            reverse: names.first().cloned().filter(|n| valid_hostname(n)),
+            tempfail: confirmed.is_none() && failed.is_some(),
+        },
+    }
+}
+
+/// Letters, digits, `-` and `_` in dot-separated labels of at most 63
+/// bytes, 255 in all, not all digits (an address is not a name).
+fn valid_hostname(name: &str) -> bool {
+    name.len() <= 255
+        && name.split('.').all(|l| {
+            !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        && !name.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+}
 
 /// The check.
 pub struct RdnsCheck {
@@ -106,8 +173,8 @@ impl Check for RdnsCheck {
 
     async fn check(&self, facts: &Facts) -> CheckResult {
         let ip = facts.client_ip.to_canonical();
-        let names = match self.resolver.ptr(ip).await {
-            Ok(n) => n,
+        let Reverse { names, confirmed, failed } = match reverse(&*self.resolver, ip).await {
+            Ok(r) => r,
             Err(error) => return self.on_failure.result("rdns", &format!("PTR of {ip}"), &error),
         };
         if names.is_empty() {
@@ -117,22 +184,7 @@ impl Check for RdnsCheck {
                 ..CheckResult::neutral("rdns", "none")
             };
         }
-        let mut confirmed = None;
-        let mut failed = None;
-        for name in names.iter().take(MAX_NAMES) {
-            let found = match ip {
-                IpAddr::V4(v4) => self.resolver.ipv4(name).await.map(|a| a.contains(&v4)),
-                IpAddr::V6(v6) => self.resolver.ipv6(name).await.map(|a| a.contains(&v6)),
-            };
-            match found {
-                Ok(true) => {
-                    confirmed = Some(name.as_str());
-                    break;
-                }
-                Ok(false) => {}
-                Err(error) => failed = Some((name, error)),
-            }
-        }
+        let confirmed = confirmed.map(|i| names[i].as_str());
         let shown = confirmed.unwrap_or(&names[0]);
         let dynamic = self.looks_dynamic(shown, ip);
         let dyn_score = if dynamic { self.scores.dynamic } else { 0.0 };

@@ -317,6 +317,46 @@ fn rdns_scores_missing_unconfirmed_and_dynamic_names() {
 }
 
 #[test]
+fn client_names_are_forward_confirmed_like_postfix() {
+    let dns = FakeDns::default()
+        .ptr("192.0.2.1", "forged.example.org")
+        .ptr("192.0.2.1", "mail-1.outbound.example.com")
+        .a("mail-1.outbound.example.com", "192.0.2.1")
+        .ptr("192.0.2.2", "forged.example.org")
+        .a("forged.example.org", "198.51.100.1")
+        .ptr("192.0.2.3", "slow.example.net")
+        .a_fails("slow.example.net")
+        .ptr_fails("192.0.2.4")
+        .ptr("2001:db8::25", "mx.example.net")
+        .aaaa("mx.example.net", "2001:db8::25")
+        .ptr("192.0.2.5", "bad name.example")
+        .a("bad name.example", "192.0.2.5")
+        .ptr("192.0.2.6", "192.0.2.6")
+        .a("192.0.2.6", "192.0.2.6");
+    let names = |verified: Option<&str>, reverse: Option<&str>, tempfail| ClientNames {
+        verified: verified.map(String::from),
+        reverse: reverse.map(String::from),
+        tempfail,
+    };
+    for (ip, want) in [
+        // The second PTR name confirms; the reverse name is the first.
+        ("192.0.2.1", names(Some("mail-1.outbound.example.com"), Some("forged.example.org"), false)),
+        ("192.0.2.2", names(None, Some("forged.example.org"), false)),
+        ("192.0.2.3", names(None, Some("slow.example.net"), true)),
+        ("192.0.2.4", names(None, None, true)),
+        ("192.0.2.9", names(None, None, false)),
+        // Not host names: as if there were none.
+        ("192.0.2.5", names(None, None, false)),
+        ("192.0.2.6", names(None, None, false)),
+        ("2001:db8::25", names(Some("mx.example.net"), Some("mx.example.net"), false)),
+        // An IPv4-mapped address is looked up as the IPv4 one.
+        ("::ffff:192.0.2.1", names(Some("mail-1.outbound.example.com"), Some("forged.example.org"), false)),
+    ] {
+        assert_eq!(block_on(client_names(&dns, ip.parse().unwrap())), want, "{ip}");
+    }
+}
+
+#[test]
 fn org_domains() {
     for (name, want) in [
         ("o1.outbound.protection.outlook.com", "outlook.com"),
