@@ -61,6 +61,11 @@ impl HickoryResolver {
         HickoryResolver { inner, limit: config.timeout.saturating_mul(tries.saturating_mul(servers)) + config.timeout }
     }
 
+    /// The bound on one lookup, retries included.
+    pub fn limit(&self) -> Duration {
+        self.limit
+    }
+
     async fn lookup<T>(
         &self,
         query: impl Future<Output = Result<Lookup, NetError>>,

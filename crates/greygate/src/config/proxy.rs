@@ -106,6 +106,9 @@ pub struct RawProxy {
     /// Relay AUTH to the upstream for clients on TLS (authenticated
     /// clients may relay and skip greylisting).
     pub auth: bool,
+    /// Look up the client's host name (PTR, forward-confirmed, with
+    /// `[dns]`), so host name lists match and the MTA is told the name.
+    pub client_lookup: bool,
 }
 
 impl Default for RawProxy {
@@ -137,6 +140,7 @@ impl Default for RawProxy {
             upstream_tls_ca: None,
             forward_client: ForwardClient::Auto,
             auth: true,
+            client_lookup: true,
         }
     }
 }
@@ -211,6 +215,8 @@ pub struct ProxyConfig {
     pub upstream_tls_ca: Option<PathBuf>,
     pub forward_client: ForwardClient,
     pub auth: bool,
+    /// Look up the client's host name (see [`RawProxy::client_lookup`]).
+    pub client_lookup: bool,
     pub scan: ScanConfig,
 }
 
@@ -295,6 +301,7 @@ impl ProxyConfig {
             upstream_tls_ca: p.upstream_tls_ca.clone(),
             forward_client: p.forward_client,
             auth: p.auth,
+            client_lookup: p.client_lookup,
             scan: ScanConfig::from_raw(scan)?,
         })
     }

@@ -91,7 +91,7 @@ pub async fn run_with(config: Config, greydaemon: Option<crate::greydaemon::Extr
     for listener in listeners {
         background.spawn(accept_loop(listener, ctx.clone(), connections.clone(), limit.clone(), shutdown.clone()));
     }
-    let proxy_ctx = Arc::new(proxy::ProxyContext::new(engine.clone(), &config.proxy)?);
+    let proxy_ctx = Arc::new(proxy::ProxyContext::new(engine.clone(), &config.proxy, &config.checks()?.dns)?);
     if config.proxy.enabled() {
         proxy_ctx.probe_upstream();
     }
@@ -176,7 +176,7 @@ fn reload(
         }
     };
     let (policy, config) = next;
-    if let Err(error) = proxy_ctx.reload(&config.proxy) {
+    if let Err(error) = config.checks().and_then(|checks| proxy_ctx.reload(&config.proxy, &checks.dns)) {
         tracing::error!(
             error = format!("{error:#}"),
             "SIGHUP: proxy settings not reloaded; keeping the running config"

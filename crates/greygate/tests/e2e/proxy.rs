@@ -2,8 +2,10 @@
 //! greygate → Postfix → the delivered mailbox.
 
 use std::net::SocketAddr;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use greygate_testkit::dns::DnsServer;
 use greygate_testkit::greygate::Greygate;
 use greygate_testkit::haproxy::Haproxy;
 use greygate_testkit::postfix::{DOMAIN, Options, Postfix};
@@ -28,15 +30,28 @@ pub fn send_part_and_see_it_streamed(c: &mut SmtpClient, mta: &greygate_testkit:
 
 /// greygate as an SMTP proxy relaying to `upstream`, accepting mail for
 /// test.example. `proxy` lines go into `[proxy]`; `extra` may add other
-/// sections.
+/// sections. Without a `[dns]` section in `extra`, client names are looked
+/// up in an empty test zone, never in the system's DNS.
 pub fn gateway(upstream: SocketAddr, proxy: &str, extra: &str) -> (tempfile::TempDir, Greygate) {
     let dir = tempfile::tempdir().unwrap();
+    let dns = if extra.contains("[dns]") { String::new() } else { no_names_dns() };
     let config = format!(
-        "[store]\npath = \"{db}\"\nlists_refresh = \"100ms\"\n[policy]\nlisten = []\n[proxy]\nlisten = [\"127.0.0.1:0\"]\nupstream = [\"{upstream}\"]\nhostname = \"gw.test\"\nrelay_domains = [\"{DOMAIN}\"]\n{proxy}\n{extra}",
+        "[store]\npath = \"{db}\"\nlists_refresh = \"100ms\"\n[policy]\nlisten = []\n[proxy]\nlisten = [\"127.0.0.1:0\"]\nupstream = [\"{upstream}\"]\nhostname = \"gw.test\"\nrelay_domains = [\"{DOMAIN}\"]\n{proxy}\n{extra}\n{dns}",
         db = dir.path().join("greygate.db").display(),
     );
     let g = Greygate::start(bin(), dir.path(), &config);
     (dir, g)
+}
+
+/// A `[dns]` section for a test DNS server with no records, shared by the
+/// tests that do not look up names themselves.
+pub fn no_names_dns() -> String {
+    static EMPTY: OnceLock<DnsServer> = OnceLock::new();
+    dns_section(EMPTY.get_or_init(DnsServer::start))
+}
+
+fn dns_section(dns: &DnsServer) -> String {
+    format!("[dns]\nnameservers = [\"{}\"]\ntimeout = \"300ms\"\nattempts = 1\n", dns.addr())
 }
 
 fn postfix() -> Postfix {
@@ -148,12 +163,14 @@ fn relay_is_refused_with_the_default_config() {
     let mx = postfix();
     // Only the listener and the upstream are set; relay settings are the
     // defaults. The client comes from outside (192.0.2.7) through the
-    // PROXY protocol, as behind a load balancer.
+    // PROXY protocol, as behind a load balancer. (Its name is looked up in
+    // an empty test zone, not in the system's DNS.)
     let dir = tempfile::tempdir().unwrap();
     let config = format!(
-        "[store]\npath = \"{}\"\n[policy]\nlisten = []\n[proxy]\nlisten_proxy_protocol = [\"127.0.0.1:0\"]\nupstream = [\"{}\"]\n",
+        "[store]\npath = \"{}\"\n[policy]\nlisten = []\n[proxy]\nlisten_proxy_protocol = [\"127.0.0.1:0\"]\nupstream = [\"{}\"]\n{}",
         dir.path().join("greygate.db").display(),
-        upstream(&mx)
+        upstream(&mx),
+        no_names_dns()
     );
     let g = Greygate::start(bin(), dir.path(), &config);
     let mut c = SmtpClient::connect_raw(g.proxy_protocol_addr());
@@ -194,6 +211,68 @@ fn haproxy_in_front_passes_the_real_client_address() {
         (log.matches("client=unknown[127.0.0.9]").count() == 2).then_some(log)
     });
     assert!(!log.contains("client=localhost[127.0.0.1]"), "{log}");
+}
+
+#[test]
+fn client_names_come_from_reverse_dns_for_host_lists_and_the_mta() {
+    let mx = postfix();
+    let dns = DnsServer::start();
+    let ip = |last: u8| std::net::IpAddr::from([192, 0, 2, last]);
+    // A pool host of a big sender (the built-in whitelist has google.com),
+    // a PTR that does not resolve back, and a DNS server that never answers.
+    dns.host("mail-25.outbound.google.com", ip(25));
+    dns.ptr(ip(26), "mail-26.outbound.google.com");
+    dns.timeout(&greygate_testkit::dns::reverse_name(ip(28)));
+    let (_dir, g) = gateway(
+        upstream(&mx),
+        "listen_proxy_protocol = [\"127.0.0.1:0\"]",
+        &format!("[lists]\ntrusted_networks = []\nwhitelist_clients = [\"192.0.2.28\"]\n{}", dns_section(&dns)),
+    );
+    let session = |last: u8| {
+        let mut c = SmtpClient::connect_raw(g.proxy_protocol_addr());
+        c.send_raw(format!("PROXY TCP4 192.0.2.{last} 127.0.0.1 40000 25\r\n").as_bytes());
+        assert_eq!(c.reply().code, 220);
+        assert_eq!(c.cmd("EHLO client.example").code, 250);
+        assert_eq!(c.cmd("MAIL FROM:<a@sender.example>").code, 250);
+        let reply = c.cmd(&format!("RCPT TO:<bob@{DOMAIN}>"));
+        (c, reply)
+    };
+    let deliver = |c: &mut SmtpClient, subject: &str| {
+        assert_eq!(c.cmd("DATA").code, 354);
+        assert_eq!(c.cmd(&format!("Subject: {subject}\r\n\r\nx\r\n.")).code, 250);
+    };
+
+    // Confirmed: the host name list matches, and the MTA is told the name.
+    let (mut c, reply) = session(25);
+    assert_eq!(reply.code, 250, "{reply:?}");
+    deliver(&mut c, "confirmed");
+    let message = &mx.wait_messages(1)[0];
+    assert!(message.contains("Received: from client.example (mail-25.outbound.google.com [192.0.2.25])"), "{message}");
+    wait_for("Postfix to log the client's name", Duration::from_secs(10), || {
+        mx.log().contains("client=mail-25.outbound.google.com[192.0.2.25]").then_some(())
+    });
+    g.wait_log("the whitelisted client", |v| {
+        v["client"] == "192.0.2.25" && v["client_name"] == "mail-25.outbound.google.com" && v["reason"] == "whitelisted"
+    });
+
+    // A PTR alone proves nothing: greylisted, and the name stays unknown.
+    let (_c, reply) = session(26);
+    assert_eq!(reply.code, 451, "{reply:?}");
+    g.wait_log("the unconfirmed client", |v| {
+        v["client"] == "192.0.2.26" && v["client_name"] == "unknown" && v["reason"] == "new"
+    });
+
+    // DNS down: the decision waits at most for the lookup's bound, then the
+    // mail goes on without a name.
+    let started = Instant::now();
+    let (mut c, reply) = session(28);
+    assert_eq!(reply.code, 250, "{reply:?}");
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    deliver(&mut c, "no dns");
+    mx.wait_messages(2);
+    wait_for("Postfix to log the nameless client", Duration::from_secs(10), || {
+        mx.log().contains("client=unknown[192.0.2.28]").then_some(())
+    });
 }
 
 #[test]

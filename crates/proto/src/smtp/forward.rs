@@ -55,8 +55,13 @@ pub fn xtext_decode(value: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientIdentity {
     pub addr: SocketAddr,
-    /// Verified host name; `None` is sent as `[UNAVAILABLE]`.
+    /// Forward-confirmed host name; `None` is sent as `[UNAVAILABLE]`, or
+    /// as `[TEMPUNAVAIL]` after a temporary lookup failure.
     pub name: Option<String>,
+    /// The PTR name, confirmed or not (XCLIENT `REVERSE_NAME`).
+    pub reverse_name: Option<String>,
+    /// The name lookup failed temporarily.
+    pub name_tempfail: bool,
     /// The HELO/EHLO argument; `None` before the client sent one.
     pub helo: Option<String>,
     /// The client used EHLO (ESMTP) rather than HELO.
@@ -72,6 +77,15 @@ fn addr_value(ip: IpAddr) -> String {
             Some(v4) => v4.to_string(),
             None => format!("IPV6:{v6}"),
         },
+    }
+}
+
+/// A host name attribute: the name, or why there is none.
+fn name_value(name: Option<&str>, tempfail: bool) -> String {
+    match name {
+        Some(name) => bounded(name),
+        None if tempfail => "[TEMPUNAVAIL]".into(),
+        None => "[UNAVAILABLE]".into(),
     }
 }
 
@@ -120,8 +134,11 @@ pub fn xclient(client: &ClientIdentity, offered: &[String]) -> Vec<String> {
     if has("PORT") {
         attrs.push(("PORT".into(), client.addr.port().to_string()));
     }
+    if has("REVERSE_NAME") {
+        attrs.push(("REVERSE_NAME".into(), name_value(client.reverse_name.as_deref(), client.name_tempfail)));
+    }
     if has("NAME") {
-        attrs.push(("NAME".into(), client.name.as_deref().map_or("[UNAVAILABLE]".into(), bounded)));
+        attrs.push(("NAME".into(), name_value(client.name.as_deref(), client.name_tempfail)));
     }
     if has("ADDR") {
         attrs.push(("ADDR".into(), xtext(&addr_value(client.addr.ip()))));
@@ -135,7 +152,7 @@ pub fn xforward(client: &ClientIdentity, offered: &[String]) -> Vec<String> {
     let has = |a: &str| offered.iter().any(|o| o == a);
     let mut attrs = Vec::new();
     if has("NAME") {
-        attrs.push(("NAME".into(), client.name.as_deref().map_or("[UNAVAILABLE]".into(), bounded)));
+        attrs.push(("NAME".into(), name_value(client.name.as_deref(), client.name_tempfail)));
     }
     if has("ADDR") {
         attrs.push(("ADDR".into(), xtext(&addr_value(client.addr.ip()))));
@@ -175,6 +192,8 @@ mod tests {
         let client = ClientIdentity {
             addr: "[2001:db8::7]:51234".parse().unwrap(),
             name: None,
+            reverse_name: None,
+            name_tempfail: false,
             helo: Some("client.example".into()),
             esmtp: true,
             local: Some("192.0.2.1:25".parse().unwrap()),
@@ -182,9 +201,44 @@ mod tests {
         let all = offered("NAME ADDR PROTO HELO REVERSE_NAME PORT LOGIN DESTADDR DESTPORT");
         assert_eq!(
             xclient(&client, &all),
-            ["XCLIENT DESTADDR=192.0.2.1 DESTPORT=25 PORT=51234 NAME=[UNAVAILABLE] ADDR=IPV6:2001:db8::7"]
+            [
+                "XCLIENT DESTADDR=192.0.2.1 DESTPORT=25 PORT=51234 REVERSE_NAME=[UNAVAILABLE] NAME=[UNAVAILABLE] ADDR=IPV6:2001:db8::7"
+            ]
         );
         assert_eq!(xclient(&client, &offered("NAME ADDR")), ["XCLIENT NAME=[UNAVAILABLE] ADDR=IPV6:2001:db8::7"]);
+    }
+
+    #[test]
+    fn names_are_sent_as_looked_up_or_as_why_they_are_missing() {
+        let mut client = ClientIdentity {
+            addr: "192.0.2.10:25000".parse().unwrap(),
+            name: Some("mail.example.org".into()),
+            reverse_name: Some("mail.example.org".into()),
+            name_tempfail: false,
+            helo: None,
+            esmtp: true,
+            local: None,
+        };
+        let xclient_offered = offered("NAME ADDR REVERSE_NAME");
+        assert_eq!(
+            xclient(&client, &xclient_offered),
+            ["XCLIENT REVERSE_NAME=mail.example.org NAME=mail.example.org ADDR=192.0.2.10"]
+        );
+        // A PTR that does not resolve back: no verified name.
+        client.name = None;
+        assert_eq!(
+            xclient(&client, &xclient_offered),
+            ["XCLIENT REVERSE_NAME=mail.example.org NAME=[UNAVAILABLE] ADDR=192.0.2.10"]
+        );
+        assert!(xforward(&client, &offered("NAME ADDR"))[0].starts_with("XFORWARD NAME=[UNAVAILABLE] "));
+        // DNS failed: the name may exist.
+        client.reverse_name = None;
+        client.name_tempfail = true;
+        assert_eq!(
+            xclient(&client, &xclient_offered),
+            ["XCLIENT REVERSE_NAME=[TEMPUNAVAIL] NAME=[TEMPUNAVAIL] ADDR=192.0.2.10"]
+        );
+        assert!(xforward(&client, &offered("NAME ADDR"))[0].starts_with("XFORWARD NAME=[TEMPUNAVAIL] "));
     }
 
     #[test]
@@ -192,6 +246,8 @@ mod tests {
         let client = ClientIdentity {
             addr: "192.0.2.10:25000".parse().unwrap(),
             name: Some("n".repeat(300)),
+            reverse_name: None,
+            name_tempfail: false,
             helo: Some("h".repeat(300)),
             esmtp: false,
             local: None,

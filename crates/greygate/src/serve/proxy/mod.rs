@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
 use greygate_engine::Engine;
+use greygate_engine::checks::{ClientNames, client_names};
+use greygate_engine::dns::Resolver;
 use greygate_proto::proxy_protocol::{self, ProxyHeader};
 use greygate_proto::smtp::forward::ClientIdentity;
 use greygate_proto::smtp::{Capabilities, Extensions, Reply};
@@ -33,7 +35,9 @@ use tokio_util::task::TaskTracker;
 use self::session::Session;
 use self::tls::Conn;
 use self::upstream::{Settings, Upstream};
+use crate::checks::resolver::{HickoryResolver, tokio_resolver};
 use crate::config::ProxyConfig;
+use crate::config::checks::DnsConfig;
 
 /// Longest wait for a PROXY protocol header (Postfix waits 5 s).
 const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -48,6 +52,8 @@ pub struct ProxyContext {
     upstream_tls: ArcSwap<rustls::ClientConfig>,
     /// What the upstream announced last time we asked.
     caps: ArcSwap<Option<Capabilities>>,
+    /// Looks up client host names; `None` with `client_lookup` off.
+    names: ArcSwap<Option<NameLookup>>,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     sessions: AtomicUsize,
     next_id: AtomicU64,
@@ -55,9 +61,10 @@ pub struct ProxyContext {
 }
 
 impl ProxyContext {
-    pub fn new(engine: Arc<Engine>, config: &ProxyConfig) -> Result<ProxyContext> {
+    pub fn new(engine: Arc<Engine>, config: &ProxyConfig, dns: &DnsConfig) -> Result<ProxyContext> {
         Ok(ProxyContext {
             engine,
+            names: ArcSwap::from_pointee(NameLookup::new(config, dns)?),
             tls: ArcSwap::from_pointee(load_tls(config)?),
             upstream_tls: ArcSwap::new(tls::client_config(config.upstream_tls_ca.as_deref())?),
             config: ArcSwap::from_pointee(config.clone()),
@@ -70,9 +77,11 @@ impl ProxyContext {
     }
 
     /// SIGHUP: new settings and certificates; the old ones stay on error.
-    pub fn reload(&self, config: &ProxyConfig) -> Result<()> {
+    pub fn reload(&self, config: &ProxyConfig, dns: &DnsConfig) -> Result<()> {
         let tls = load_tls(config)?;
         let upstream_tls = tls::client_config(config.upstream_tls_ca.as_deref())?;
+        let names = NameLookup::new(config, dns)?;
+        self.names.store(Arc::new(names));
         self.tls.store(Arc::new(tls));
         self.upstream_tls.store(upstream_tls);
         self.config.store(Arc::new(config.clone()));
@@ -305,11 +314,58 @@ async fn start(
         }
     }
 
-    let identity =
-        ClientIdentity { addr: SocketAddr::new(ip, client.port()), name: None, helo: None, esmtp: false, local };
-    let session = Session::new(ctx, Conn::Plain(stream), identity, &early, shutdown);
+    let identity = ClientIdentity {
+        addr: SocketAddr::new(ip, client.port()),
+        name: None,
+        reverse_name: None,
+        name_tempfail: false,
+        helo: None,
+        esmtp: false,
+        local,
+    };
+    let names = ctx.look_up_names(ip);
+    let session = Session::new(ctx, Conn::Plain(stream), identity, names, &early, shutdown);
     tracing::debug!(frontend = "proxy", session = session.id(), client = %ip, "session start");
     session.run().await;
+}
+
+/// Reverse DNS of proxy clients, as Postfix does it before its greeting.
+struct NameLookup {
+    resolver: Arc<dyn Resolver>,
+    /// Bound on the whole lookup (the PTR, then the names' addresses).
+    limit: Duration,
+}
+
+impl NameLookup {
+    fn new(config: &ProxyConfig, dns: &DnsConfig) -> Result<Option<NameLookup>> {
+        if !config.enabled() || !config.client_lookup {
+            return Ok(None);
+        }
+        let resolver =
+            HickoryResolver::new(tokio_resolver(dns).context("cannot set up DNS for proxy.client_lookup")?, dns);
+        // A PTR and the address of its name; more names are rare.
+        let limit = resolver.limit() * 2;
+        Ok(Some(NameLookup { resolver: Arc::new(resolver), limit }))
+    }
+}
+
+impl ProxyContext {
+    /// Start looking up the client's host names; `None` when lookups are
+    /// off or the client is on loopback (local, not worth a query).
+    fn look_up_names(&self, ip: IpAddr) -> Option<tokio::task::JoinHandle<ClientNames>> {
+        let ip = ip.to_canonical();
+        if ip.is_loopback() {
+            return None;
+        }
+        let names = self.names.load();
+        let lookup = names.as_ref().as_ref()?;
+        let (resolver, limit) = (lookup.resolver.clone(), lookup.limit);
+        Some(tokio::spawn(async move {
+            tokio::time::timeout(limit, client_names(&*resolver, ip))
+                .await
+                .unwrap_or(ClientNames { tempfail: true, ..ClientNames::default() })
+        }))
+    }
 }
 
 /// Read exactly one PROXY header; bytes after it go to `rest`.

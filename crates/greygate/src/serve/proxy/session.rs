@@ -19,10 +19,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use greygate_engine::checks::ClientNames;
 use greygate_engine::{Action, Facts, Stage};
 use greygate_proto::smtp::forward::ClientIdentity;
 use greygate_proto::smtp::{BareNewline, Event, MessageEnd, Reply, ServerSession, Stuffer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::replies::{self, Step};
@@ -62,6 +64,9 @@ pub struct Session {
     conn: Conn,
     smtp: ServerSession,
     client: ClientIdentity,
+    /// The client's host names, looked up since the session started;
+    /// taken at the first recipient.
+    names: Option<JoinHandle<ClientNames>>,
     id: String,
     upstream: Option<Upstream>,
     txn: Option<Transaction>,
@@ -75,6 +80,7 @@ impl Session {
         ctx: Arc<ProxyContext>,
         conn: Conn,
         client: ClientIdentity,
+        names: Option<JoinHandle<ClientNames>>,
         early_input: &[u8],
         shutdown: CancellationToken,
     ) -> Session {
@@ -88,6 +94,7 @@ impl Session {
             conn,
             smtp,
             client,
+            names,
             id,
             upstream: None,
             txn: None,
@@ -242,7 +249,7 @@ impl Session {
             stage,
             client_ip: self.client.addr.ip().to_canonical(),
             client_name: self.client.name.clone(),
-            reverse_name: None,
+            reverse_name: self.client.reverse_name.clone(),
             helo: self.client.helo.clone(),
             sender: Some(sender.to_owned()),
             recipient: Some(recipient.to_owned()),
@@ -251,10 +258,22 @@ impl Session {
         }
     }
 
+    /// Wait for the client's host names (once): host name lists, the
+    /// decision log and the MTA (XCLIENT, XFORWARD, Received) use them.
+    async fn take_names(&mut self) {
+        if let Some(lookup) = self.names.take() {
+            let names = lookup.await.unwrap_or(ClientNames { tempfail: true, ..ClientNames::default() });
+            self.client.name = names.verified;
+            self.client.reverse_name = names.reverse;
+            self.client.name_tempfail = names.tempfail;
+        }
+    }
+
     async fn rcpt(&mut self, recipient: &str, line: &str) -> Reply {
         let Some(sender) = self.txn.as_ref().map(|t| t.sender.clone()) else {
             return Reply::new(503, "5.5.1 Error: need MAIL command");
         };
+        self.take_names().await;
         let facts = self.facts(Stage::Rcpt, &sender, recipient);
         let may_relay = self.ctx.engine.trusted(facts.client_ip)
             || facts.authenticated.is_some()
