@@ -64,7 +64,7 @@ impl ProxyContext {
     pub fn new(engine: Arc<Engine>, config: &ProxyConfig, dns: &DnsConfig) -> Result<ProxyContext> {
         Ok(ProxyContext {
             engine,
-            names: ArcSwap::from_pointee(NameLookup::new(config, dns)?),
+            names: ArcSwap::from_pointee(NameLookup::new(config, dns)),
             tls: ArcSwap::from_pointee(load_tls(config)?),
             upstream_tls: ArcSwap::new(tls::client_config(config.upstream_tls_ca.as_deref())?),
             config: ArcSwap::from_pointee(config.clone()),
@@ -80,8 +80,7 @@ impl ProxyContext {
     pub fn reload(&self, config: &ProxyConfig, dns: &DnsConfig) -> Result<()> {
         let tls = load_tls(config)?;
         let upstream_tls = tls::client_config(config.upstream_tls_ca.as_deref())?;
-        let names = NameLookup::new(config, dns)?;
-        self.names.store(Arc::new(names));
+        self.names.store(Arc::new(NameLookup::new(config, dns)));
         self.tls.store(Arc::new(tls));
         self.upstream_tls.store(upstream_tls);
         self.config.store(Arc::new(config.clone()));
@@ -337,15 +336,27 @@ struct NameLookup {
 }
 
 impl NameLookup {
-    fn new(config: &ProxyConfig, dns: &DnsConfig) -> Result<Option<NameLookup>> {
+    /// `None` when lookups are off, or when there is no DNS to ask (no
+    /// `[dns] nameservers` and no usable /etc/resolv.conf): then names stay
+    /// unknown, with a warning, rather than the proxy not starting.
+    fn new(config: &ProxyConfig, dns: &DnsConfig) -> Option<NameLookup> {
         if !config.enabled() || !config.client_lookup {
-            return Ok(None);
+            return None;
         }
-        let resolver =
-            HickoryResolver::new(tokio_resolver(dns).context("cannot set up DNS for proxy.client_lookup")?, dns);
+        let inner = match tokio_resolver(dns) {
+            Ok(inner) => inner,
+            Err(error) => {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "proxy.client_lookup: no DNS resolver; client host names stay unknown"
+                );
+                return None;
+            }
+        };
+        let resolver = HickoryResolver::new(inner, dns);
         // A PTR and the address of its name; more names are rare.
         let limit = resolver.limit() * 2;
-        Ok(Some(NameLookup { resolver: Arc::new(resolver), limit }))
+        Some(NameLookup { resolver: Arc::new(resolver), limit })
     }
 }
 
