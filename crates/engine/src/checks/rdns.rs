@@ -89,12 +89,19 @@ pub struct ClientNames {
     pub tempfail: bool,
 }
 
+impl ClientNames {
+    /// No names, because the lookup failed or took too long.
+    pub fn tempfailed() -> ClientNames {
+        ClientNames { tempfail: true, ..ClientNames::default() }
+    }
+}
+
 /// Look up and forward-confirm the names of `ip`. A PTR name that is not
 /// a valid host name counts as none, as in Postfix (an MTA given it in
 /// XCLIENT would refuse the command).
 pub async fn client_names(resolver: &dyn Resolver, ip: IpAddr) -> ClientNames {
     match reverse(resolver, ip.to_canonical()).await {
-        Err(_) => ClientNames { tempfail: true, ..ClientNames::default() },
+        Err(_) => ClientNames::tempfailed(),
         Ok(Reverse { names, confirmed, failed }) => ClientNames {
             verified: confirmed.map(|i| names[i].clone()).filter(|n| valid_hostname(n)),
             reverse: names.first().cloned().filter(|n| valid_hostname(n)),

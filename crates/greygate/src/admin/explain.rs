@@ -17,7 +17,8 @@ use crate::config::Config;
 use crate::config::duration::Human;
 
 pub async fn run(args: ExplainArgs, store: Arc<dyn Store>, config: &Config) -> Result<ExitCode> {
-    let checks = crate::checks::build(&config.checks()?)?;
+    let checks_config = config.checks()?;
+    let checks = crate::checks::build(&checks_config, &crate::checks::Dns::new(&checks_config.dns))?;
     let engine = Engine::new(store, config.policy()?, checks)?;
     engine.refresh_lists().await?;
     let sender = if args.sender == "<>" { String::new() } else { args.sender.clone() };

@@ -145,7 +145,8 @@ async fn the_configured_checks_run_against_dns() {
     );
     let raw: crate::config::RawConfig = toml::from_str(&toml).unwrap();
     let config = crate::config::Config::from_raw(raw, None).unwrap();
-    let checks = super::build(&config.checks().unwrap()).unwrap();
+    let checks_config = config.checks().unwrap();
+    let checks = super::build(&checks_config, &super::Dns::new(&checks_config.dns)).unwrap();
     let names: Vec<&str> = checks.iter().map(|c| c.name()).collect();
     assert_eq!(names, ["spf", "rdns", "dnsbl bl.test", "helo"]);
     let facts = Facts {

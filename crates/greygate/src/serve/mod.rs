@@ -70,7 +70,9 @@ pub async fn run_with(config: Config, greydaemon: Option<crate::greydaemon::Extr
     }
 
     let store = crate::store::open(&config.store, crate::store::Role::Server).await?;
-    let checks = crate::checks::build(&config.checks()?).context("cannot set up the sender checks")?;
+    let checks_config = config.checks()?;
+    let dns = crate::checks::Dns::new(&checks_config.dns);
+    let checks = crate::checks::build(&checks_config, &dns).context("cannot set up the sender checks")?;
     let engine = Arc::new(Engine::new(store.clone(), config.policy()?, checks).context("cannot build the lists")?);
     if let Err(error) = engine.refresh_lists().await {
         tracing::warn!(%error, "cannot load lists from the store; will keep trying");
@@ -91,7 +93,7 @@ pub async fn run_with(config: Config, greydaemon: Option<crate::greydaemon::Extr
     for listener in listeners {
         background.spawn(accept_loop(listener, ctx.clone(), connections.clone(), limit.clone(), shutdown.clone()));
     }
-    let proxy_ctx = Arc::new(proxy::ProxyContext::new(engine.clone(), &config.proxy, &config.checks()?.dns)?);
+    let proxy_ctx = Arc::new(proxy::ProxyContext::new(engine.clone(), &config.proxy, &dns)?);
     if config.proxy.enabled() {
         proxy_ctx.probe_upstream();
     }
@@ -176,14 +178,22 @@ fn reload(
         }
     };
     let (policy, config) = next;
-    if let Err(error) = config.checks().and_then(|checks| proxy_ctx.reload(&config.proxy, &checks.dns)) {
+    let checks_config = match config.checks() {
+        Ok(c) => c,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "SIGHUP: checks not rebuilt; keeping the running config");
+            return;
+        }
+    };
+    let dns = crate::checks::Dns::new(&checks_config.dns);
+    if let Err(error) = proxy_ctx.reload(&config.proxy, &dns) {
         tracing::error!(
             error = format!("{error:#}"),
             "SIGHUP: proxy settings not reloaded; keeping the running config"
         );
         return;
     }
-    let checks = match config.checks().and_then(|c| crate::checks::build(&c)) {
+    let checks = match crate::checks::build(&checks_config, &dns) {
         Ok(checks) => checks,
         Err(error) => {
             tracing::error!(error = format!("{error:#}"), "SIGHUP: checks not rebuilt; keeping the running config");

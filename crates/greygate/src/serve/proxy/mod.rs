@@ -35,9 +35,8 @@ use tokio_util::task::TaskTracker;
 use self::session::Session;
 use self::tls::Conn;
 use self::upstream::{Settings, Upstream};
-use crate::checks::resolver::{HickoryResolver, tokio_resolver};
+use crate::checks::Dns;
 use crate::config::ProxyConfig;
-use crate::config::checks::DnsConfig;
 
 /// Longest wait for a PROXY protocol header (Postfix waits 5 s).
 const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -61,7 +60,7 @@ pub struct ProxyContext {
 }
 
 impl ProxyContext {
-    pub fn new(engine: Arc<Engine>, config: &ProxyConfig, dns: &DnsConfig) -> Result<ProxyContext> {
+    pub fn new(engine: Arc<Engine>, config: &ProxyConfig, dns: &Dns) -> Result<ProxyContext> {
         Ok(ProxyContext {
             engine,
             names: ArcSwap::from_pointee(NameLookup::new(config, dns)),
@@ -77,7 +76,7 @@ impl ProxyContext {
     }
 
     /// SIGHUP: new settings and certificates; the old ones stay on error.
-    pub fn reload(&self, config: &ProxyConfig, dns: &DnsConfig) -> Result<()> {
+    pub fn reload(&self, config: &ProxyConfig, dns: &Dns) -> Result<()> {
         let tls = load_tls(config)?;
         let upstream_tls = tls::client_config(config.upstream_tls_ca.as_deref())?;
         self.names.store(Arc::new(NameLookup::new(config, dns)));
@@ -328,7 +327,8 @@ async fn start(
     session.run().await;
 }
 
-/// Reverse DNS of proxy clients, as Postfix does it before its greeting.
+/// Reverse DNS of proxy clients, as Postfix does it before its greeting,
+/// on the resolver (and cache) the sender checks use.
 struct NameLookup {
     resolver: Arc<dyn Resolver>,
     /// Bound on the whole lookup (the PTR, then the names' addresses).
@@ -339,12 +339,12 @@ impl NameLookup {
     /// `None` when lookups are off, or when there is no DNS to ask (no
     /// `[dns] nameservers` and no usable /etc/resolv.conf): then names stay
     /// unknown, with a warning, rather than the proxy not starting.
-    fn new(config: &ProxyConfig, dns: &DnsConfig) -> Option<NameLookup> {
+    fn new(config: &ProxyConfig, dns: &Dns) -> Option<NameLookup> {
         if !config.enabled() || !config.client_lookup {
             return None;
         }
-        let inner = match tokio_resolver(dns) {
-            Ok(inner) => inner,
+        let resolver = match dns.get() {
+            Ok((_, resolver)) => resolver.clone(),
             Err(error) => {
                 tracing::warn!(
                     error = format!("{error:#}"),
@@ -353,10 +353,9 @@ impl NameLookup {
                 return None;
             }
         };
-        let resolver = HickoryResolver::new(inner, dns);
         // A PTR and the address of its name; more names are rare.
         let limit = resolver.limit() * 2;
-        Some(NameLookup { resolver: Arc::new(resolver), limit })
+        Some(NameLookup { resolver, limit })
     }
 }
 
@@ -374,7 +373,7 @@ impl ProxyContext {
         Some(tokio::spawn(async move {
             tokio::time::timeout(limit, client_names(&*resolver, ip))
                 .await
-                .unwrap_or(ClientNames { tempfail: true, ..ClientNames::default() })
+                .unwrap_or_else(|_| ClientNames::tempfailed())
         }))
     }
 }

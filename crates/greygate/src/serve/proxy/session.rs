@@ -262,7 +262,7 @@ impl Session {
     /// decision log and the MTA (XCLIENT, XFORWARD, Received) use them.
     async fn take_names(&mut self) {
         if let Some(lookup) = self.names.take() {
-            let names = lookup.await.unwrap_or(ClientNames { tempfail: true, ..ClientNames::default() });
+            let names = lookup.await.unwrap_or_else(|_| ClientNames::tempfailed());
             self.client.name = names.verified;
             self.client.reverse_name = names.reverse;
             self.client.name_tempfail = names.tempfail;
