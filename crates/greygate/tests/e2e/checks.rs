@@ -21,7 +21,7 @@ fn spf_zone() -> DnsServer {
     dns
 }
 
-fn dns_section(dns: &DnsServer) -> String {
+pub fn dns_section(dns: &DnsServer) -> String {
     format!("[dns]\nnameservers = [\"{}\"]\ntimeout = \"300ms\"\nattempts = 1\n", dns.addr())
 }
 

@@ -14,6 +14,7 @@ use greygate_testkit::swaks::swaks;
 use greygate_testkit::wait_for;
 
 use crate::bin;
+use crate::checks::dns_section;
 
 /// Inside DATA: send a header and 2,000 lines without the final dot, and
 /// wait until the MTA has them all (the proxy streams the message, it does
@@ -48,10 +49,6 @@ pub fn gateway(upstream: SocketAddr, proxy: &str, extra: &str) -> (tempfile::Tem
 pub fn no_names_dns() -> String {
     static EMPTY: OnceLock<DnsServer> = OnceLock::new();
     dns_section(EMPTY.get_or_init(DnsServer::start))
-}
-
-fn dns_section(dns: &DnsServer) -> String {
-    format!("[dns]\nnameservers = [\"{}\"]\ntimeout = \"300ms\"\nattempts = 1\n", dns.addr())
 }
 
 fn postfix() -> Postfix {
