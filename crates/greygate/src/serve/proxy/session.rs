@@ -273,15 +273,14 @@ impl Session {
         let Some(sender) = self.txn.as_ref().map(|t| t.sender.clone()) else {
             return Reply::new(503, "5.5.1 Error: need MAIL command");
         };
-        self.take_names().await;
-        let facts = self.facts(Stage::Rcpt, &sender, recipient);
-        let may_relay = self.ctx.engine.trusted(facts.client_ip)
-            || facts.authenticated.is_some()
+        let client_ip = self.client.addr.ip().to_canonical();
+        let may_relay = self.ctx.engine.trusted(client_ip)
+            || self.smtp.authenticated().is_some()
             || self.config.relay.accepts(recipient);
         if !may_relay {
             tracing::info!(
                 frontend = "proxy",
-                client = %facts.client_ip,
+                client = %client_ip,
                 sender,
                 recipient,
                 id = %self.id,
@@ -291,6 +290,9 @@ impl Session {
             );
             return replies::relay_denied(recipient);
         }
+        // A relay refusal does not wait for the client's names.
+        self.take_names().await;
+        let facts = self.facts(Stage::Rcpt, &sender, recipient);
         let verdict = self.ctx.engine.decide(&facts, unix_now()).await;
         let reply = match &verdict.action {
             Action::Accept => None,
